@@ -1,0 +1,296 @@
+/*
+ * zcnet.h - zero-copy network receive for Linux.
+ *
+ * zcnet hands received TCP payload to the application as an array of
+ * <pointer, length> pieces that point into memory the application posted
+ * (the pool), instead of copying it into a contiguous buffer. Pieces follow
+ * buffer boundaries, never the application's message boundaries; the bytes
+ * of one connection are always delivered in stream order.
+ *
+ * The model, in five lines:
+ *   zc_ctx_create()  a context: one pool, one engine, its connections.
+ *   zc_listen() / zc_connect()  sockets, named by zc_handle values.
+ *   zc_wait()        completion events: accepted, data (pieces), end, error.
+ *   zc_release()     give a piece back to the pool when done with it.
+ *   zc_ctx_destroy() the end.
+ *
+ * Threads: a context belongs to one thread at a time and must be created on
+ * the thread that waits on it (the uring engine runs its ring single-issuer).
+ * There is no global state: run one context per thread and shard a listener
+ * across them with ZC_LISTEN_REUSEPORT.
+ *
+ * Errors: every call that can fail returns a negative errno value
+ * (zc_strerror() names it). Bad arguments, stale handles and bad releases
+ * return an error; they never crash the process.
+ */
+#ifndef ZCNET_H
+#define ZCNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZCNET_VERSION_MAJOR 0
+#define ZCNET_VERSION_MINOR 1
+#define ZCNET_VERSION_PATCH 0
+
+/** A context: one pool, one engine instance, its listeners and connections. */
+typedef struct zc_ctx zc_ctx;
+
+/**
+ * A listener or a connection within one context. 0 is never a valid handle.
+ * A handle stops being valid at zc_close(); calls with it then return
+ * -EBADF, even if the slot behind it has been reused for a new socket.
+ */
+typedef uint64_t zc_handle;
+
+/* ------------------------------------------------------------------ */
+/* Context and pool                                                    */
+/* ------------------------------------------------------------------ */
+
+/** Which engine moves bytes from the network into the pool. */
+enum zc_engine_kind {
+	ZC_ENGINE_AUTO = 0,   /**< uring where io_uring works, else socket */
+	ZC_ENGINE_URING = 1,  /**< kernel TCP, io_uring provided-buffer ring */
+	ZC_ENGINE_SOCKET = 2, /**< kernel TCP, epoll and readv() into pieces */
+};
+
+/** A memory region the application lends to the pool. */
+struct zc_region {
+	void *base; /**< start; any alignment, page alignment is best */
+	size_t len; /**< bytes; the tail shorter than one piece is unused */
+};
+
+/* zc_config.flags: turn off optional kernel features (for tests of the
+ * fallback paths, or to compare); zcnet otherwise uses what it finds. */
+#define ZC_CFG_NO_BUNDLE        (1u << 0) /**< uring: no receive bundles */
+#define ZC_CFG_NO_MULTISHOT     (1u << 1) /**< uring: one-shot receives */
+#define ZC_CFG_NO_DEFER_TASKRUN (1u << 2) /**< uring: plain ring set-up */
+
+/** Context configuration. Fill with zc_config_init(), then change fields. */
+struct zc_config {
+	enum zc_engine_kind engine; /**< default ZC_ENGINE_AUTO */
+	/** Bytes per piece: 1 .. 1 GiB, default 64 KiB. */
+	size_t piece_size;
+	/**
+	 * Regions lent by the application. The application keeps ownership:
+	 * it must keep them mapped until zc_ctx_destroy() returns, and must
+	 * not write to them while zcnet owns a piece in them. NULL: zcnet
+	 * allocates pool_size bytes itself (and frees them at destroy).
+	 */
+	const struct zc_region *regions;
+	unsigned nregions;
+	/** Pool bytes zcnet allocates when regions is NULL; default 16 MiB. */
+	size_t pool_size;
+	unsigned flags; /**< ZC_CFG_* */
+};
+
+/** Largest number of pieces in one pool (the io_uring buffer ring limit). */
+#define ZC_MAX_PIECES 32768u
+
+/** Fill @cfg with the defaults. */
+void zc_config_init(struct zc_config *cfg);
+
+/**
+ * Create a context. @cfg may be NULL for the defaults.
+ * Returns 0 and sets *@out, or:
+ *  -EINVAL  bad configuration: a region or the pool too small for one
+ *           piece, piece_size out of range, NULL @out;
+ *  -E2BIG   more than ZC_MAX_PIECES pieces;
+ *  -ENOSYS, -EPERM  the engine asked for cannot run here (ZC_ENGINE_URING
+ *           where io_uring is missing, disabled by the kernel.io_uring_disabled
+ *           sysctl, or blocked by seccomp; ZC_ENGINE_AUTO then picks socket);
+ *  -ENOMEM, or another error from the kernel.
+ */
+int zc_ctx_create(const struct zc_config *cfg, zc_ctx **out);
+
+/**
+ * Destroy a context: closes every listener and connection and frees the
+ * pool. Pieces still held by the application become invalid (their memory
+ * is unmapped if zcnet allocated it). NULL is accepted.
+ * With the uring engine, the kernel finishes tearing the ring down through
+ * work queued on the calling thread; the thread's next blocking system
+ * call (or zc_wait() of another context) may return EINTR once.
+ */
+void zc_ctx_destroy(zc_ctx *ctx);
+
+/** The engine running in @ctx: "uring" or "socket". */
+const char *zc_engine_name(const zc_ctx *ctx);
+
+/**
+ * Which optional features the engine is using, as a short text such as
+ * "multishot bundle defer_taskrun" (empty for none). For logs and tests.
+ */
+const char *zc_engine_features(const zc_ctx *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Sockets                                                             */
+/* ------------------------------------------------------------------ */
+
+/** zc_listen() flags */
+#define ZC_LISTEN_REUSEPORT (1u << 0) /**< SO_REUSEPORT: shard across contexts */
+
+/**
+ * Listen on @addr, "host:port" ("127.0.0.1:9000", "[::1]:9000",
+ * "localhost:0"; port 0 picks a free port, see zc_local_port()).
+ * Connections are accepted by the engine on its own; each one is reported
+ * by a ZC_EV_ACCEPT event and starts receiving at once.
+ * Returns 0 and sets *@out, or -EINVAL (bad address), -EADDRINUSE, ...
+ */
+int zc_listen(zc_ctx *ctx, const char *addr, unsigned flags, zc_handle *out);
+
+/**
+ * Connect to @addr ("host:port"). Returns 0 and sets *@out at once; the
+ * connection is reported by ZC_EV_CONNECTED (then it receives) or by
+ * ZC_EV_ERROR with the reason (e.g. -ECONNREFUSED).
+ */
+int zc_connect(zc_ctx *ctx, const char *addr, zc_handle *out);
+
+/** The local port of a listener or connection, or a negative errno. */
+int zc_local_port(zc_ctx *ctx, zc_handle h);
+
+/**
+ * Attach an application pointer to a handle; events on it carry it in
+ * zc_event.user. For an accepted connection, set it when its ZC_EV_ACCEPT
+ * arrives: zc_wait() ends its batch after an ACCEPT event, so every later
+ * event of the connection carries the pointer. Returns 0 or -EBADF.
+ */
+int zc_set_user(zc_ctx *ctx, zc_handle h, void *user);
+
+/**
+ * Send up to @len bytes (a copying send: the kernel copies them and
+ * @buf is free again on return). Returns the number of bytes taken, which
+ * may be fewer than @len, or -EAGAIN when none could be taken now; in both
+ * short cases one ZC_EV_WRITABLE event follows when more can be taken.
+ * Other errors: -EBADF (not a live connection), -EPIPE, -ECONNRESET,
+ * -ENOTCONN (not connected yet).
+ */
+ssize_t zc_send(zc_ctx *ctx, zc_handle conn, const void *buf, size_t len);
+
+/**
+ * Shut down one or both directions of a connection (SHUT_RD, SHUT_WR or
+ * SHUT_RDWR as for shutdown(2)). Returns 0, -EBADF or -EINVAL.
+ */
+int zc_shutdown(zc_ctx *ctx, zc_handle conn, int how);
+
+/**
+ * Close a listener or connection. The handle is invalid afterwards; no
+ * event names it again. Pieces already delivered stay valid until
+ * released. Data already passed to zc_send() is still delivered, then the
+ * peer sees an orderly end of stream. Returns 0 or -EBADF.
+ */
+int zc_close(zc_ctx *ctx, zc_handle h);
+
+/**
+ * Close a connection with a reset (RST) instead of an orderly end: the
+ * peer sees an error, not a stream that merely ended early. Unsent data
+ * is discarded. Otherwise as zc_close(). Returns 0 or -EBADF.
+ */
+int zc_abort(zc_ctx *ctx, zc_handle conn);
+
+/* ------------------------------------------------------------------ */
+/* Events and pieces                                                   */
+/* ------------------------------------------------------------------ */
+
+/**
+ * A piece of received payload. @data points into the pool; it is the
+ * application's to read from the event that delivers it until it passes
+ * the piece to zc_release(), and zcnet does not touch it meanwhile.
+ * Treat @ref as opaque: it lets zc_release() tell a live piece from a
+ * stale or forged one. The struct itself may be copied freely.
+ */
+struct zc_piece {
+	const void *data;
+	size_t len;
+	uint64_t ref;
+};
+
+enum zc_event_type {
+	ZC_EV_ACCEPT = 1,    /**< @conn accepted on @listener */
+	ZC_EV_CONNECTED = 2, /**< zc_connect() finished */
+	ZC_EV_DATA = 3,      /**< @npieces pieces, @bytes bytes, in order */
+	ZC_EV_EOF = 4,       /**< the peer will send no more (FIN) */
+	ZC_EV_ERROR = 5,     /**< @res: negative errno; receiving stopped */
+	ZC_EV_WRITABLE = 6,  /**< zc_send() can take more */
+};
+
+/** One completion. */
+struct zc_event {
+	enum zc_event_type type;
+	int res;                /**< ZC_EV_ERROR: the negative errno */
+	zc_handle conn;         /**< the connection */
+	zc_handle listener;     /**< ZC_EV_ACCEPT: the listener */
+	void *user;             /**< zc_set_user() of @conn */
+	uint64_t offset;        /**< ZC_EV_DATA: stream offset of the first byte */
+	size_t bytes;           /**< ZC_EV_DATA: sum of the pieces' lengths */
+	unsigned npieces;       /**< ZC_EV_DATA: entries in @pieces */
+	/**
+	 * ZC_EV_DATA: the pieces, in stream order. This array is zcnet's and
+	 * is valid until the next zc_wait() on the context; copy the structs
+	 * to keep them longer. Every piece must be released exactly once.
+	 */
+	const struct zc_piece *pieces;
+};
+
+/**
+ * Wait for events. Runs the engine (accepts, receives, re-arms stalled
+ * receives after releases) and fills up to @max events into @evs.
+ * @timeout_ms: -1 waits for ever, 0 only looks, >0 waits that long.
+ * Returns the number of events (0 on time-out) or a negative errno
+ * (-EINVAL for a NULL array or @max 0, -EINTR).
+ * Events of one connection come in order: ACCEPT or CONNECTED first, then
+ * DATA in stream order, then at most one EOF or ERROR.
+ */
+int zc_wait(zc_ctx *ctx, struct zc_event *evs, unsigned max, int timeout_ms);
+
+/**
+ * Give a piece back to the pool. Pieces may be released in any order and
+ * after their connection closed. When every piece is held, receiving
+ * stops (TCP flow control holds the senders back, nothing is dropped) and
+ * resumes by itself once pieces come back.
+ * Returns 0, or -EINVAL (@p NULL or not a piece of this pool), or
+ * -EALREADY (the piece was already released).
+ */
+int zc_release(zc_ctx *ctx, const struct zc_piece *p);
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                          */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Counters. bytes_copied counts copies zcnet itself makes on the receive
+ * path: 0 for the uring and socket engines, whose only copy is the
+ * kernel's, from its socket buffer into the posted piece.
+ */
+struct zc_stats {
+	uint64_t bytes_received;     /**< payload delivered in DATA events */
+	uint64_t bytes_copied;       /**< copied by zcnet on the receive path */
+	uint64_t pieces_outstanding; /**< delivered and not yet released */
+	uint64_t stalls;             /**< times a receive found no free piece and
+	                                  paused until pieces were released */
+	uint64_t pieces_total;       /**< context: pieces in the pool */
+	uint64_t connections;        /**< context: connections open now */
+	uint64_t accepted;           /**< context: connections accepted so far */
+};
+
+/** Statistics of the whole context. Returns 0 or -EINVAL. */
+int zc_ctx_stats(const zc_ctx *ctx, struct zc_stats *st);
+
+/**
+ * Statistics of one connection (pieces_total, connections and accepted
+ * are 0). Returns 0, -EINVAL or -EBADF.
+ */
+int zc_conn_stats(const zc_ctx *ctx, zc_handle conn, struct zc_stats *st);
+
+/** A static text naming a (negative or positive) errno value. */
+const char *zc_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZCNET_H */

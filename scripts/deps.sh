@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian (bookworm) packages zcnet needs to build, test and
+# benchmark. Idempotent: it installs only what is missing, and does nothing
+# (not even `apt-get update`) when everything is present.
+set -euo pipefail
+
+pkgs=(gcc make cmake pkg-config liburing-dev libcmocka-dev iproute2 procps)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "zcnet: missing packages: ${missing[*]} (run as root or install them)" >&2
+	exit 1
+fi
+echo "zcnet: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,314 @@
+/*
+ * engine_socket.c - the portable engine: non-blocking sockets, epoll, and
+ * readv() straight into pool pieces.
+ *
+ * The kernel copies each byte once, from its socket buffer into the
+ * piece, exactly as with the uring engine; it differs in costing a
+ * readiness wake-up plus a readv() per batch instead of a completion.
+ * It is the fallback where io_uring is disabled or blocked, and the
+ * baseline the uring engine is measured against.
+ *
+ * Sockets are registered with epoll only while they want something:
+ * EPOLLHUP and EPOLLERR cannot be masked, so a stalled or finished
+ * connection that stayed registered would wake the loop for ever.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RX_BATCH 16     /* pieces offered to one readv() */
+#define RX_ROUNDS 4     /* readv() calls per connection per wake-up */
+#define ACCEPT_BATCH 64 /* accepts per listener per wake-up */
+#define MAX_EVENTS 256
+
+#define REGISTERED (1u << 0) /* eng_bits: in the epoll set */
+
+struct sk_engine {
+	int epfd;
+	unsigned paused_listeners; /* listeners in accept back-off */
+};
+
+static struct sk_engine *E(zc_ctx *ctx)
+{
+	return ctx->eng;
+}
+
+/* What @s wants from epoll now. */
+static uint32_t wanted(const struct zc_sock *s)
+{
+	uint32_t ev = 0;
+
+	if (s->kind == SK_LISTENER)
+		return s->flags & SF_ACCEPT_WAIT ? 0 : EPOLLIN;
+	if (s->flags & SF_CONNECTING)
+		return EPOLLOUT;
+	if (!(s->flags & (SF_STALLED | SF_RX_DONE)))
+		ev |= EPOLLIN | EPOLLRDHUP;
+	if (s->flags & SF_WANT_WRITE)
+		ev |= EPOLLOUT;
+	return ev;
+}
+
+static int update(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct epoll_event ee = { .events = wanted(s), .data.u64 = zc_handle_of(s) };
+	int op;
+
+	if (!ee.events) {
+		if (!(s->eng_bits & REGISTERED))
+			return 0;
+		op = EPOLL_CTL_DEL;
+		s->eng_bits &= ~REGISTERED;
+	} else {
+		op = s->eng_bits & REGISTERED ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+		s->eng_bits |= REGISTERED;
+	}
+	return epoll_ctl(E(ctx)->epfd, op, s->fd, &ee) ? -errno : 0;
+}
+
+static int sk_init(zc_ctx *ctx)
+{
+	struct sk_engine *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	e->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (e->epfd < 0) {
+		int err = -errno;
+		free(e);
+		return err;
+	}
+	ctx->eng = e;
+	strcpy(ctx->features, "epoll readv");
+	return 0;
+}
+
+static void sk_fini(zc_ctx *ctx)
+{
+	close(E(ctx)->epfd);
+	free(ctx->eng);
+	ctx->eng = NULL;
+}
+
+static int sk_listen(zc_ctx *ctx, struct zc_sock *s, const struct sockaddr *sa,
+		     socklen_t len, unsigned flags)
+{
+	int fd = ks_listen(sa, len, flags, true), err;
+
+	if (fd < 0)
+		return fd;
+	s->fd = fd;
+	err = update(ctx, s);
+	if (err) {
+		close(fd);
+		s->fd = -1;
+	}
+	return err;
+}
+
+static int sk_connect(zc_ctx *ctx, struct zc_sock *s)
+{
+	int fd = ks_socket_for(&s->peer, true);
+
+	if (fd < 0)
+		return fd;
+	s->fd = fd;
+	if (connect(fd, (struct sockaddr *)&s->peer, s->peer_len) == 0)
+		zc_emit(ctx, ZC_EV_CONNECTED, s, 0, 0);
+	else if (errno != EINPROGRESS)
+		zc_emit(ctx, ZC_EV_ERROR, s, -errno, 0);
+	return update(ctx, s);
+}
+
+static ssize_t sk_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len)
+{
+	ssize_t n = ks_send(ctx, s, buf, len);
+
+	if (s->flags & SF_WANT_WRITE)
+		update(ctx, s);
+	return n;
+}
+
+static void sk_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
+{
+	if (s->kind == SK_LISTENER && (s->flags & SF_ACCEPT_WAIT))
+		E(ctx)->paused_listeners--;
+	ks_close(s, abort); /* also leaves the epoll set */
+}
+
+static void sk_resume(zc_ctx *ctx, struct zc_sock *s)
+{
+	update(ctx, s);
+}
+
+static void sk_piece_released(zc_ctx *ctx, uint32_t idx)
+{
+	zc_pool_put(&ctx->pool, idx);
+}
+
+static void accept_some(zc_ctx *ctx, struct zc_sock *l)
+{
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct zc_sock *c;
+
+		if (fd < 0) {
+			if (ks_accept_backoff(l, -errno)) {
+				E(ctx)->paused_listeners++;
+				update(ctx, l);
+			}
+			return; /* EAGAIN, or a connection that died in the backlog */
+		}
+		c = zc_sock_new(ctx, SK_CONN);
+		if (!c) {
+			close(fd);
+			return;
+		}
+		c->fd = fd;
+		zc_emit(ctx, ZC_EV_ACCEPT, c, 0, zc_handle_of(l));
+		update(ctx, c);
+	}
+}
+
+static void resume_listeners(zc_ctx *ctx)
+{
+	uint64_t now = zc_now_ms();
+
+	for (uint32_t i = 0; i < ctx->nsocks && E(ctx)->paused_listeners; i++) {
+		struct zc_sock *s = ctx->socks[i];
+
+		if (s->kind == SK_LISTENER && (s->flags & SF_ACCEPT_WAIT) &&
+		    now >= s->retry_at_ms) {
+			s->flags &= ~SF_ACCEPT_WAIT;
+			E(ctx)->paused_listeners--;
+			update(ctx, s);
+		}
+	}
+}
+
+/* Give back the pieces of @f from @from on that readv() left unused. */
+static void put_unused(zc_ctx *ctx, struct zc_fill *f, unsigned from, unsigned n)
+{
+	for (unsigned i = from; i < n; i++)
+		zc_pool_put(&ctx->pool, f[i].idx);
+}
+
+/* One readv() into up to RX_BATCH pieces. >0: bytes, 0: EOF, <0: errno. */
+static ssize_t read_batch(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct zc_fill f[RX_BATCH];
+	struct iovec iov[RX_BATCH];
+	size_t psz = ctx->pool.piece_size;
+	unsigned n = 0, used = 0;
+	ssize_t got, left;
+
+	while (n < RX_BATCH && zc_pool_get(&ctx->pool, &f[n].idx) == 0) {
+		iov[n].iov_base = zc_pool_addr(&ctx->pool, f[n].idx);
+		iov[n].iov_len = psz;
+		n++;
+	}
+	if (n == 0)
+		return -ENOBUFS;
+	got = readv(s->fd, iov, (int)n);
+	if (got <= 0) {
+		int err = got < 0 ? -errno : 0;
+		put_unused(ctx, f, 0, n);
+		return err;
+	}
+	for (left = got; left > 0; left -= (ssize_t)f[used++].len)
+		f[used].len = (uint32_t)((size_t)left < psz ? (size_t)left : psz);
+	put_unused(ctx, f, used, n);
+	if (zc_emit_data(ctx, s, f, used)) /* out of memory for the event */
+		put_unused(ctx, f, 0, used);
+	return got;
+}
+
+static void receive(zc_ctx *ctx, struct zc_sock *s)
+{
+	size_t full = RX_BATCH * ctx->pool.piece_size;
+
+	for (int round = 0; round < RX_ROUNDS; round++) {
+		ssize_t got = read_batch(ctx, s);
+
+		if (got == -ENOBUFS) {
+			zc_stall(ctx, s);
+			break;
+		}
+		if (got == -EAGAIN || got == -EINTR)
+			break;
+		if (got == 0 || got < 0) {
+			zc_emit(ctx, got ? ZC_EV_ERROR : ZC_EV_EOF, s, (int)got, 0);
+			break;
+		}
+		if ((size_t)got < full)
+			break; /* drained for now; level-triggered epoll says when more */
+	}
+	update(ctx, s);
+}
+
+static void on_conn_event(zc_ctx *ctx, struct zc_sock *s, uint32_t ev)
+{
+	if (s->flags & SF_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		zc_emit(ctx, err ? ZC_EV_ERROR : ZC_EV_CONNECTED, s, -err, 0);
+		update(ctx, s);
+		return;
+	}
+	if ((ev & EPOLLOUT) && (s->flags & SF_WANT_WRITE)) {
+		s->flags &= ~SF_WANT_WRITE;
+		zc_emit(ctx, ZC_EV_WRITABLE, s, 0, 0);
+		update(ctx, s);
+	}
+	if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
+	    !(s->flags & (SF_STALLED | SF_RX_DONE)))
+		receive(ctx, s);
+}
+
+static int sk_run(zc_ctx *ctx, int timeout_ms)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	int n;
+
+	if (E(ctx)->paused_listeners) {
+		resume_listeners(ctx);
+		if (timeout_ms < 0 || timeout_ms > 10)
+			timeout_ms = 10; /* come back for the paused listener */
+	}
+	n = epoll_wait(E(ctx)->epfd, evs, MAX_EVENTS, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? -EINTR : -errno;
+	for (int i = 0; i < n; i++) {
+		struct zc_sock *s = zc_sock_get(ctx, evs[i].data.u64);
+
+		if (!s)
+			continue; /* closed earlier in this batch */
+		if (s->kind == SK_LISTENER)
+			accept_some(ctx, s);
+		else
+			on_conn_event(ctx, s, evs[i].events);
+	}
+	return 0;
+}
+
+const struct zc_engine_ops zc_engine_socket = {
+	.name = "socket",
+	.init = sk_init,
+	.fini = sk_fini,
+	.listen = sk_listen,
+	.connect = sk_connect,
+	.send = sk_send,
+	.shutdown = ks_shutdown,
+	.local_port = ks_local_port,
+	.close = sk_close,
+	.resume = sk_resume,
+	.piece_released = sk_piece_released,
+	.run = sk_run,
+};

@@ -1,0 +1,586 @@
+/*
+ * engine_uring.c - the default engine: the kernel's TCP, received through
+ * io_uring into a provided-buffer ring whose buffers are the pool's pieces.
+ *
+ * Every free piece sits in one buffer ring shared by all connections, so
+ * an idle connection holds no memory. Each connection has one multishot
+ * receive armed; the kernel picks a piece from the ring when data comes,
+ * copies the payload into it (the only copy) and posts a completion
+ * naming the piece. With receive bundles (Linux 6.10), one completion
+ * covers several consecutive ring entries.
+ *
+ * Back-pressure: when the application holds every piece, the ring is
+ * empty, the receive ends with -ENOBUFS and the connection is parked on
+ * the core's stalled queue. Nothing is read from the socket meanwhile, so
+ * TCP's window closes and the sender waits. Released pieces go back into
+ * the ring and the core re-arms parked connections (ops->resume).
+ *
+ * Optional kernel features are probed, not assumed: DEFER_TASKRUN at ring
+ * set-up, bundles from the ring's feature bits, multishot receive and
+ * accept by falling back to one-shot operations if the kernel rejects them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "uring_compat.h"
+
+#define SQ_ENTRIES 256
+#define CQ_ENTRIES 8192
+#define BGID 0
+
+/* user_data: operation | low 24 bits of the socket's generation | slot */
+enum { OP_RECV = 1, OP_ACCEPT, OP_CONNECT, OP_POLLOUT, OP_CANCEL };
+#define GEN_MASK 0xffffffu
+
+/* zc_sock.eng_bits */
+#define POLL_ARMED   (1u << 0)
+#define ACCEPT_ARMED (1u << 1)
+
+struct ur_engine {
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	size_t br_size;
+	unsigned br_mask;
+	uint16_t *slot_bid;  /* ring slot -> piece placed there */
+	uint16_t *bid_slot;  /* piece -> ring slot it was last placed at */
+	struct zc_fill *fills; /* scratch for one completion's pieces */
+	bool ring_ok, bundle, multishot, multishot_accept, defer_taskrun;
+	unsigned paused_listeners;
+};
+
+static struct ur_engine *E(zc_ctx *ctx)
+{
+	return ctx->eng;
+}
+
+static uint64_t ud_of(int op, const struct zc_sock *s)
+{
+	return (uint64_t)op << 56 | (uint64_t)(s->gen & GEN_MASK) << 32 | s->idx;
+}
+
+/* The live socket a completion belongs to, or NULL if it was closed. */
+static struct zc_sock *sock_of(zc_ctx *ctx, uint64_t ud)
+{
+	uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32) & GEN_MASK;
+	struct zc_sock *s;
+
+	if (idx >= ctx->nsocks)
+		return NULL;
+	s = ctx->socks[idx];
+	return s->kind != SK_FREE && (s->gen & GEN_MASK) == gen ? s : NULL;
+}
+
+static struct io_uring_sqe *get_sqe(struct ur_engine *e)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+
+	if (!sqe) { /* submission queue full: hand it to the kernel */
+		io_uring_submit(&e->ring);
+		sqe = io_uring_get_sqe(&e->ring);
+	}
+	return sqe;
+}
+
+static void set_features(zc_ctx *ctx)
+{
+	struct ur_engine *e = E(ctx);
+
+	snprintf(ctx->features, sizeof(ctx->features), "buf_ring%s%s%s%s",
+		 e->multishot ? " multishot" : " oneshot",
+		 e->bundle ? " bundle" : "",
+		 e->multishot_accept ? " multishot_accept" : "",
+		 e->defer_taskrun ? " defer_taskrun" : "");
+}
+
+/* Lend piece @idx to the kernel: append it to the buffer ring. */
+static void post_piece(zc_ctx *ctx, uint32_t idx)
+{
+	struct ur_engine *e = E(ctx);
+	unsigned slot = e->br->tail & e->br_mask;
+
+	e->slot_bid[slot] = (uint16_t)idx;
+	e->bid_slot[idx] = (uint16_t)slot;
+	io_uring_buf_ring_add(e->br, zc_pool_addr(&ctx->pool, idx),
+			      (unsigned)ctx->pool.piece_size, (unsigned short)idx,
+			      (int)e->br_mask, 0);
+	io_uring_buf_ring_advance(e->br, 1);
+}
+
+/* --- set-up --- */
+
+static int setup_ring(zc_ctx *ctx, struct ur_engine *e)
+{
+	struct io_uring_params p;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = CQ_ENTRIES;
+	if (!(ctx->cfg_flags & ZC_CFG_NO_DEFER_TASKRUN)) {
+		/* Completions run only when we wait: no interrupts of the
+		 * thread, fewer wake-ups. Needs Linux 6.1. */
+		p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+		ret = io_uring_queue_init_params(SQ_ENTRIES, &e->ring, &p);
+		if (ret == 0) {
+			e->defer_taskrun = true;
+			return 0;
+		}
+		if (ret != -EINVAL)
+			return ret;
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = CQ_ENTRIES;
+	}
+	return io_uring_queue_init_params(SQ_ENTRIES, &e->ring, &p);
+}
+
+static int setup_buf_ring(zc_ctx *ctx, struct ur_engine *e)
+{
+	struct io_uring_buf_reg reg;
+	unsigned entries = 1;
+	uint32_t idx;
+	int ret;
+
+	while (entries < ctx->pool.npieces)
+		entries <<= 1;
+	e->br_size = entries * sizeof(struct io_uring_buf);
+	e->br = mmap(NULL, e->br_size, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (e->br == MAP_FAILED) {
+		e->br = NULL;
+		return -errno;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)e->br;
+	reg.ring_entries = entries;
+	reg.bgid = BGID;
+	ret = io_uring_register_buf_ring(&e->ring, &reg, 0);
+	if (ret)
+		return ret; /* before Linux 5.19: no buffer rings */
+	io_uring_buf_ring_init(e->br);
+	e->br_mask = entries - 1;
+	e->slot_bid = calloc(entries, sizeof(*e->slot_bid));
+	e->bid_slot = calloc(ctx->pool.npieces, sizeof(*e->bid_slot));
+	e->fills = calloc(ctx->pool.npieces, sizeof(*e->fills));
+	if (!e->slot_bid || !e->bid_slot || !e->fills)
+		return -ENOMEM;
+	while (zc_pool_get(&ctx->pool, &idx) == 0)
+		post_piece(ctx, idx);
+	return 0;
+}
+
+static void ur_fini(zc_ctx *ctx)
+{
+	struct ur_engine *e = E(ctx);
+
+	if (!e)
+		return;
+	if (e->ring_ok)
+		io_uring_queue_exit(&e->ring);
+	if (e->br)
+		munmap(e->br, e->br_size);
+	free(e->slot_bid);
+	free(e->bid_slot);
+	free(e->fills);
+	free(e);
+	ctx->eng = NULL;
+}
+
+static int ur_init(zc_ctx *ctx)
+{
+	struct ur_engine *e = calloc(1, sizeof(*e));
+	int ret;
+
+	if (!e)
+		return -ENOMEM;
+	ctx->eng = e;
+	ret = setup_ring(ctx, e);
+	if (ret)
+		goto fail;
+	e->ring_ok = true;
+	ret = setup_buf_ring(ctx, e);
+	if (ret)
+		goto fail;
+	e->bundle = (e->ring.features & IORING_FEAT_RECVSEND_BUNDLE) &&
+		    !(ctx->cfg_flags & ZC_CFG_NO_BUNDLE);
+	e->multishot = !(ctx->cfg_flags & ZC_CFG_NO_MULTISHOT);
+	e->multishot_accept = e->multishot;
+	set_features(ctx);
+	return 0;
+fail:
+	ur_fini(ctx);
+	/* Give every piece back for the engine that may run instead. */
+	ctx->pool.nfree = 0;
+	for (uint32_t i = ctx->pool.npieces; i-- > 0;)
+		zc_pool_put(&ctx->pool, i);
+	return ret;
+}
+
+/* --- arming operations --- */
+
+static void arm_recv(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct ur_engine *e = E(ctx);
+	struct io_uring_sqe *sqe = get_sqe(e);
+
+	if (!sqe)
+		return;
+	/* Length 0: each piece is filled up to its size. */
+	io_uring_prep_recv(sqe, s->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BGID;
+	if (e->multishot)
+		sqe->ioprio |= IORING_RECV_MULTISHOT;
+	if (e->bundle)
+		sqe->ioprio |= IORING_RECVSEND_BUNDLE;
+	io_uring_sqe_set_data64(sqe, ud_of(OP_RECV, s));
+	s->flags |= SF_RX_ARMED;
+}
+
+static void arm_accept(zc_ctx *ctx, struct zc_sock *l)
+{
+	struct ur_engine *e = E(ctx);
+	struct io_uring_sqe *sqe = get_sqe(e);
+
+	if (!sqe)
+		return;
+	if (e->multishot_accept)
+		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	else
+		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_of(OP_ACCEPT, l));
+	l->eng_bits |= ACCEPT_ARMED;
+}
+
+static void arm_pollout(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->eng_bits & POLL_ARMED)
+		return;
+	sqe = get_sqe(E(ctx));
+	if (!sqe)
+		return;
+	io_uring_prep_poll_add(sqe, s->fd, POLLOUT);
+	io_uring_sqe_set_data64(sqe, ud_of(OP_POLLOUT, s));
+	s->eng_bits |= POLL_ARMED;
+}
+
+/* Receive again, or park the connection if no piece is left to lend. */
+static void rearm_or_stall(zc_ctx *ctx, struct zc_sock *s)
+{
+	if (s->flags & (SF_RX_DONE | SF_RX_ARMED))
+		return;
+	if (ctx->pool.held == ctx->pool.npieces)
+		zc_stall(ctx, s);
+	else
+		arm_recv(ctx, s);
+}
+
+/* --- socket operations --- */
+
+static int ur_listen(zc_ctx *ctx, struct zc_sock *s, const struct sockaddr *sa,
+		     socklen_t len, unsigned flags)
+{
+	int fd = ks_listen(sa, len, flags, false);
+
+	if (fd < 0)
+		return fd;
+	s->fd = fd;
+	arm_accept(ctx, s);
+	return 0;
+}
+
+static int ur_connect(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct io_uring_sqe *sqe;
+	int fd = ks_socket_for(&s->peer, false);
+
+	if (fd < 0)
+		return fd;
+	sqe = get_sqe(E(ctx));
+	if (!sqe) {
+		close(fd);
+		return -EBUSY;
+	}
+	s->fd = fd;
+	/* The kernel reads s->peer when it takes the request. */
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&s->peer, s->peer_len);
+	io_uring_sqe_set_data64(sqe, ud_of(OP_CONNECT, s));
+	return 0;
+}
+
+static ssize_t ur_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len)
+{
+	ssize_t n = ks_send(ctx, s, buf, len);
+
+	if (s->flags & SF_WANT_WRITE)
+		arm_pollout(ctx, s);
+	return n;
+}
+
+static void ur_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
+{
+	struct ur_engine *e = E(ctx);
+
+	if (s->kind == SK_LISTENER && (s->flags & SF_ACCEPT_WAIT))
+		e->paused_listeners--;
+	if ((s->flags & (SF_RX_ARMED | SF_CONNECTING)) ||
+	    (s->eng_bits & (POLL_ARMED | ACCEPT_ARMED))) {
+		/* Cancel what is in flight while the descriptor still names
+		 * the socket; late completions find the slot's generation
+		 * changed and only give their pieces back. */
+		struct io_uring_sqe *sqe = get_sqe(e);
+		if (sqe) {
+			io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
+			io_uring_sqe_set_data64(sqe, (uint64_t)OP_CANCEL << 56);
+			io_uring_submit(&e->ring);
+		}
+	}
+	ks_close(s, abort);
+}
+
+static void ur_resume(zc_ctx *ctx, struct zc_sock *s)
+{
+	rearm_or_stall(ctx, s);
+}
+
+static void ur_piece_released(zc_ctx *ctx, uint32_t idx)
+{
+	post_piece(ctx, idx);
+}
+
+/* --- completions --- */
+
+/* The pieces a receive completion consumed: one, or with a bundle every
+ * ring entry from the first one's slot on, each filled to the piece size
+ * except the last. */
+static unsigned consumed_pieces(zc_ctx *ctx, int res, uint32_t flags)
+{
+	struct ur_engine *e = E(ctx);
+	size_t psz = ctx->pool.piece_size;
+	uint32_t bid = flags >> IORING_CQE_BUFFER_SHIFT;
+	size_t left = res > 0 ? (size_t)res : 0;
+	unsigned n = left ? (unsigned)((left + psz - 1) / psz) : 1;
+	unsigned slot = e->bid_slot[bid];
+
+	for (unsigned i = 0; i < n; i++) {
+		e->fills[i].idx = e->slot_bid[(slot + i) & e->br_mask];
+		e->fills[i].len = (uint32_t)(left < psz ? left : psz);
+		left -= e->fills[i].len;
+	}
+	return n;
+}
+
+static void repost(zc_ctx *ctx, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		post_piece(ctx, E(ctx)->fills[i].idx);
+}
+
+/* A receive failed with -EINVAL: the kernel may lack bundles or multishot
+ * receive. Drop one optional feature and try again. */
+static bool downgrade_recv(zc_ctx *ctx)
+{
+	struct ur_engine *e = E(ctx);
+
+	if (e->bundle)
+		e->bundle = false;
+	else if (e->multishot)
+		e->multishot = false;
+	else
+		return false;
+	set_features(ctx);
+	return true;
+}
+
+static void on_recv(zc_ctx *ctx, uint64_t ud, int res, uint32_t flags)
+{
+	struct zc_sock *s = sock_of(ctx, ud);
+	unsigned n = flags & IORING_CQE_F_BUFFER ? consumed_pieces(ctx, res, flags) : 0;
+	bool more = flags & IORING_CQE_F_MORE;
+
+	if (s && !more)
+		s->flags &= ~SF_RX_ARMED;
+	if (!s || res <= 0) {
+		repost(ctx, n); /* closed meanwhile, or no payload */
+		if (!s)
+			return;
+	}
+	if (res > 0) {
+		if (zc_emit_data(ctx, s, E(ctx)->fills, n))
+			repost(ctx, n);
+		if (!more)
+			rearm_or_stall(ctx, s);
+	} else if (res == 0) {
+		zc_emit(ctx, ZC_EV_EOF, s, 0, 0);
+	} else if (res == -ENOBUFS) {
+		zc_stall(ctx, s);
+	} else if (res == -EINVAL && downgrade_recv(ctx)) {
+		rearm_or_stall(ctx, s);
+	} else if (res == -EINTR || res == -EAGAIN || res == -ECANCELED) {
+		if (!more)
+			rearm_or_stall(ctx, s);
+	} else {
+		zc_emit(ctx, ZC_EV_ERROR, s, res, 0);
+	}
+}
+
+static void on_accept(zc_ctx *ctx, uint64_t ud, int res, uint32_t flags)
+{
+	struct ur_engine *e = E(ctx);
+	struct zc_sock *l = sock_of(ctx, ud), *c;
+
+	if (l && !(flags & IORING_CQE_F_MORE))
+		l->eng_bits &= ~ACCEPT_ARMED;
+	if (res >= 0) {
+		c = l ? zc_sock_new(ctx, SK_CONN) : NULL;
+		if (!c) {
+			close(res);
+		} else {
+			c->fd = res;
+			zc_emit(ctx, ZC_EV_ACCEPT, c, 0, zc_handle_of(l));
+			arm_recv(ctx, c);
+		}
+	} else if (l && res == -EINVAL && e->multishot_accept) {
+		e->multishot_accept = false;
+		set_features(ctx);
+	} else if (l && ks_accept_backoff(l, res)) {
+		e->paused_listeners++;
+		return;
+	}
+	if (l && !(l->eng_bits & ACCEPT_ARMED))
+		arm_accept(ctx, l);
+}
+
+static void on_connect(zc_ctx *ctx, uint64_t ud, int res)
+{
+	struct zc_sock *s = sock_of(ctx, ud);
+
+	if (!s)
+		return;
+	if (res < 0) {
+		zc_emit(ctx, ZC_EV_ERROR, s, res, 0);
+		return;
+	}
+	zc_emit(ctx, ZC_EV_CONNECTED, s, 0, 0);
+	arm_recv(ctx, s);
+}
+
+static void on_pollout(zc_ctx *ctx, uint64_t ud)
+{
+	struct zc_sock *s = sock_of(ctx, ud);
+
+	if (!s)
+		return;
+	s->eng_bits &= ~POLL_ARMED;
+	if (s->flags & SF_WANT_WRITE) {
+		s->flags &= ~SF_WANT_WRITE;
+		zc_emit(ctx, ZC_EV_WRITABLE, s, 0, 0);
+	}
+}
+
+static void on_cqe(zc_ctx *ctx, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+
+	switch ((int)(ud >> 56)) {
+	case OP_RECV:
+		on_recv(ctx, ud, cqe->res, cqe->flags);
+		break;
+	case OP_ACCEPT:
+		on_accept(ctx, ud, cqe->res, cqe->flags);
+		break;
+	case OP_CONNECT:
+		on_connect(ctx, ud, cqe->res);
+		break;
+	case OP_POLLOUT:
+		on_pollout(ctx, ud);
+		break;
+	default: /* OP_CANCEL: nothing to do */
+		break;
+	}
+}
+
+static void resume_listeners(zc_ctx *ctx)
+{
+	struct ur_engine *e = E(ctx);
+	uint64_t now = zc_now_ms();
+
+	for (uint32_t i = 0; i < ctx->nsocks && e->paused_listeners; i++) {
+		struct zc_sock *s = ctx->socks[i];
+
+		if (s->kind == SK_LISTENER && (s->flags & SF_ACCEPT_WAIT) &&
+		    now >= s->retry_at_ms) {
+			s->flags &= ~SF_ACCEPT_WAIT;
+			e->paused_listeners--;
+			if (!(s->eng_bits & ACCEPT_ARMED))
+				arm_accept(ctx, s);
+		}
+	}
+}
+
+/* Submit what is queued and wait for at least one completion. */
+static int submit_and_wait(struct ur_engine *e, int timeout_ms)
+{
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts;
+	int ret;
+
+	if (timeout_ms == 0)
+		ret = io_uring_submit_and_get_events(&e->ring);
+	else if (timeout_ms < 0)
+		ret = io_uring_submit_and_wait(&e->ring, 1);
+	else {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+		ret = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
+	}
+	if (ret == -ETIME || ret == -EBUSY || ret >= 0)
+		return 0;
+	return ret;
+}
+
+static int ur_run(zc_ctx *ctx, int timeout_ms)
+{
+	struct ur_engine *e = E(ctx);
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int ret;
+
+	if (e->paused_listeners) {
+		resume_listeners(ctx);
+		if (timeout_ms < 0 || timeout_ms > 10)
+			timeout_ms = 10; /* come back for the paused listener */
+	}
+	ret = submit_and_wait(e, timeout_ms);
+	if (ret)
+		return ret;
+	io_uring_for_each_cqe(&e->ring, head, cqe) {
+		on_cqe(ctx, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&e->ring, seen);
+	return 0;
+}
+
+const struct zc_engine_ops zc_engine_uring = {
+	.name = "uring",
+	.init = ur_init,
+	.fini = ur_fini,
+	.listen = ur_listen,
+	.connect = ur_connect,
+	.send = ur_send,
+	.shutdown = ks_shutdown,
+	.local_port = ks_local_port,
+	.close = ur_close,
+	.resume = ur_resume,
+	.piece_released = ur_piece_released,
+	.run = ur_run,
+};

@@ -1,0 +1,149 @@
+/*
+ * internal.h - what the core (ctx.c, events.c) and the engines share.
+ *
+ * The core owns the handle table, the pool, the event queue and the
+ * statistics; it knows nothing of how bytes arrive. An engine is one
+ * struct zc_engine_ops: it opens sockets, moves bytes into pool pieces and
+ * reports what happened through the zc_emit_*() calls below. Each engine
+ * keeps its private state behind ctx->eng.
+ */
+#ifndef ZCNET_INTERNAL_H
+#define ZCNET_INTERNAL_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "zcnet.h"
+#include "pool.h"
+
+#define ZC_EXPORT __attribute__((visibility("default")))
+
+enum zc_sock_kind { SK_FREE = 0, SK_LISTENER, SK_CONN };
+
+/* zc_sock.flags */
+#define SF_CONNECTING  (1u << 0) /* zc_connect() not finished */
+#define SF_RX_ARMED    (1u << 1) /* engine: a receive is in flight */
+#define SF_STALLED     (1u << 2) /* on the stalled queue, waiting for pieces */
+#define SF_RX_DONE     (1u << 3) /* EOF or error reported: receive no more */
+#define SF_WANT_WRITE  (1u << 4) /* a WRITABLE event is owed */
+#define SF_ACCEPT_WAIT (1u << 5) /* listener: accepting paused (EMFILE...) */
+
+/* A listener or a connection. Slots are reused; gen tells the uses apart. */
+struct zc_sock {
+	enum zc_sock_kind kind;
+	uint32_t idx;    /* position in ctx->socks */
+	uint32_t gen;    /* bumped at close; part of the handle */
+	unsigned flags;  /* SF_* */
+	int fd;          /* kernel engines: the socket; -1 otherwise */
+	void *user;
+	uint64_t rx_off; /* stream offset of the next byte to deliver */
+	struct zc_stats st;
+	struct sockaddr_storage peer; /* zc_connect() target */
+	socklen_t peer_len;
+	uint64_t retry_at_ms; /* SF_ACCEPT_WAIT: when to accept again */
+	uint32_t eng_bits;    /* the engine's own per-socket state */
+};
+
+/* A queued event; the pieces of DATA events live in ctx->pieces. */
+struct zc_qevent {
+	struct zc_event ev;
+	uint32_t piece_first;
+};
+
+struct zc_engine_ops {
+	const char *name;
+	/* Set up ctx->eng. -ENOSYS (or the kernel's errno) if it cannot run. */
+	int (*init)(zc_ctx *ctx);
+	void (*fini)(zc_ctx *ctx);
+	/* Open a listening socket at @sa and start accepting. */
+	int (*listen)(zc_ctx *ctx, struct zc_sock *s, const struct sockaddr *sa,
+		      socklen_t len, unsigned flags);
+	/* Start connecting to s->peer. */
+	int (*connect)(zc_ctx *ctx, struct zc_sock *s);
+	ssize_t (*send)(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len);
+	int (*shutdown)(zc_ctx *ctx, struct zc_sock *s, int how);
+	int (*local_port)(zc_ctx *ctx, struct zc_sock *s);
+	/* Stop everything in flight on @s and close it; @abort: with a reset. */
+	void (*close)(zc_ctx *ctx, struct zc_sock *s, bool abort);
+	/* Receiving on a stalled connection may start again. */
+	void (*resume)(zc_ctx *ctx, struct zc_sock *s);
+	/* The application released piece @idx (now POSTED): lend it again. */
+	void (*piece_released)(zc_ctx *ctx, uint32_t idx);
+	/* Wait up to @timeout_ms for completions and emit their events.
+	 * Returns 0 or a negative errno. */
+	int (*run)(zc_ctx *ctx, int timeout_ms);
+};
+
+extern const struct zc_engine_ops zc_engine_uring;
+extern const struct zc_engine_ops zc_engine_socket;
+
+struct zc_ctx {
+	const struct zc_engine_ops *ops;
+	void *eng;           /* the engine's private state */
+	char features[96];   /* zc_engine_features() */
+	unsigned cfg_flags;  /* ZC_CFG_* */
+	struct zc_pool pool;
+
+	struct zc_sock **socks; /* handle table; slots are never freed */
+	uint32_t nsocks, socks_cap;
+	uint32_t *free_socks;   /* stack of SK_FREE slot indexes */
+	uint32_t nfree_socks;
+
+	zc_handle *piece_owner; /* per piece: the connection it was filled for */
+
+	struct zc_qevent *q;    /* event queue, delivered from q_head */
+	uint32_t q_head, q_len, q_cap;
+	struct zc_piece *pieces; /* pieces of queued DATA events */
+	uint32_t npieces_q, pieces_cap;
+
+	zc_handle *stalled;     /* FIFO of stalled connections */
+	uint32_t st_head, st_len, st_cap;
+
+	struct zc_stats st;
+};
+
+/* --- handles (ctx.c) --- */
+static inline zc_handle zc_handle_of(const struct zc_sock *s)
+{
+	return (uint64_t)s->gen << 32 | s->idx;
+}
+/* The live socket named by @h, or NULL. */
+struct zc_sock *zc_sock_get(const zc_ctx *ctx, zc_handle h);
+/* A new connection slot (kind SK_CONN, fd -1); NULL on ENOMEM. */
+struct zc_sock *zc_sock_new(zc_ctx *ctx, enum zc_sock_kind kind);
+/* Release a slot whose engine state is gone. */
+void zc_sock_free(zc_ctx *ctx, struct zc_sock *s);
+
+/* --- events (events.c): how an engine reports what happened --- */
+struct zc_fill {      /* a piece an engine filled */
+	uint32_t idx;
+	uint32_t len;
+};
+/* Deliver @n filled pieces of @s, in stream order. */
+int zc_emit_data(zc_ctx *ctx, struct zc_sock *s, const struct zc_fill *f, unsigned n);
+/* ACCEPT, CONNECTED, EOF, ERROR or WRITABLE. EOF and ERROR end receiving. */
+int zc_emit(zc_ctx *ctx, enum zc_event_type type, struct zc_sock *s, int res,
+	    zc_handle listener);
+/* Receiving on @s stopped for lack of pieces; the core resumes it later. */
+void zc_stall(zc_ctx *ctx, struct zc_sock *s);
+/* Resume stalled connections, as many as there are pieces to lend. */
+void zc_resume_stalled(zc_ctx *ctx);
+/* Take out up to @max queued events (see zc_wait()). */
+unsigned zc_deliver(zc_ctx *ctx, struct zc_event *evs, unsigned max);
+void zc_events_fini(zc_ctx *ctx);
+
+/* --- kernel socket helpers shared by the kernel engines (ksock.c) --- */
+int zc_parse_addr(const char *str, struct sockaddr_storage *ss, socklen_t *len);
+int ks_listen(const struct sockaddr *sa, socklen_t len, unsigned flags, bool nonblock);
+int ks_socket_for(const struct sockaddr_storage *ss, bool nonblock);
+ssize_t ks_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len);
+int ks_shutdown(zc_ctx *ctx, struct zc_sock *s, int how);
+int ks_local_port(zc_ctx *ctx, struct zc_sock *s);
+/* Close @s->fd; @abort: make the kernel send a reset, not a FIN. */
+void ks_close(struct zc_sock *s, bool abort);
+/* Accepting failed with @err: pause accepting on @s for a while if the
+ * error is a lack of resources (EMFILE...). True if paused. */
+bool ks_accept_backoff(struct zc_sock *s, int err);
+uint64_t zc_now_ms(void);
+
+#endif
