@@ -26,7 +26,6 @@
 #define ACCEPT_BATCH 64 /* accepts per listener per wake-up */
 #define MAX_EVENTS 256
 
-#define REGISTERED (1u << 0) /* eng_bits: in the epoll set */
 
 struct sk_engine {
 	int epfd;
@@ -54,21 +53,23 @@ static uint32_t wanted(const struct zc_sock *s)
 	return ev;
 }
 
+/* Tell epoll what @s wants, if that changed. s->eng_bits holds the mask
+ * registered now; 0 means not in the epoll set. */
 static int update(zc_ctx *ctx, struct zc_sock *s)
 {
 	struct epoll_event ee = { .events = wanted(s), .data.u64 = zc_handle_of(s) };
 	int op;
 
-	if (!ee.events) {
-		if (!(s->eng_bits & REGISTERED))
-			return 0;
+	if (ee.events == s->eng_bits)
+		return 0;
+	if (!ee.events)
 		op = EPOLL_CTL_DEL;
-		s->eng_bits &= ~REGISTERED;
-	} else {
-		op = s->eng_bits & REGISTERED ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-		s->eng_bits |= REGISTERED;
-	}
-	return epoll_ctl(E(ctx)->epfd, op, s->fd, &ee) ? -errno : 0;
+	else
+		op = s->eng_bits ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(E(ctx)->epfd, op, s->fd, &ee))
+		return -errno;
+	s->eng_bits = ee.events;
+	return 0;
 }
 
 static int sk_init(zc_ctx *ctx)
@@ -191,11 +192,12 @@ static void resume_listeners(zc_ctx *ctx)
 	}
 }
 
-/* Give back the pieces of @f from @from on that readv() left unused. */
+/* Give back the pieces of @f from @from on that readv() left unused, in
+ * reverse, so that the next readv() gets the same (cache-warm) ones first. */
 static void put_unused(zc_ctx *ctx, struct zc_fill *f, unsigned from, unsigned n)
 {
-	for (unsigned i = from; i < n; i++)
-		zc_pool_put(&ctx->pool, f[i].idx);
+	while (n-- > from)
+		zc_pool_put(&ctx->pool, f[n].idx);
 }
 
 /* One readv() into up to RX_BATCH pieces. >0: bytes, 0: EOF, <0: errno. */
