@@ -290,6 +290,8 @@ static int close_sock(zc_ctx *ctx, struct zc_sock *s, bool abort)
 {
 	if (!s)
 		return -EBADF;
+	if (s->flags & SF_ACCEPT_WAIT)
+		ctx->paused_listeners--;
 	ctx->ops->close(ctx, s, abort);
 	zc_sock_free(ctx, s);
 	return 0;
@@ -306,6 +308,40 @@ ZC_EXPORT int zc_abort(zc_ctx *ctx, zc_handle conn)
 }
 
 /* --- waiting and releasing --- */
+
+#define ACCEPT_BACKOFF_MS 50
+
+bool zc_accept_backoff(zc_ctx *ctx, struct zc_sock *s, int err)
+{
+	if (err != -EMFILE && err != -ENFILE && err != -ENOBUFS && err != -ENOMEM)
+		return false;
+	/* Out of descriptors or memory: the pending connection stays in the
+	 * backlog; try again shortly instead of spinning on the error. */
+	s->flags |= SF_ACCEPT_WAIT;
+	s->retry_at_ms = zc_now_ms() + ACCEPT_BACKOFF_MS;
+	ctx->paused_listeners++;
+	return true;
+}
+
+/* Resume listeners whose back-off is over. Returns how long the wait may
+ * last so that the others are not forgotten: @timeout_ms, or less. */
+static int resume_listeners(zc_ctx *ctx, int timeout_ms)
+{
+	uint64_t now = zc_now_ms();
+
+	for (uint32_t i = 0; i < ctx->nsocks && ctx->paused_listeners; i++) {
+		struct zc_sock *s = ctx->socks[i];
+
+		if ((s->flags & SF_ACCEPT_WAIT) && now >= s->retry_at_ms) {
+			s->flags &= ~SF_ACCEPT_WAIT;
+			ctx->paused_listeners--;
+			ctx->ops->resume(ctx, s);
+		}
+	}
+	if (ctx->paused_listeners && (timeout_ms < 0 || timeout_ms > ACCEPT_BACKOFF_MS))
+		return ACCEPT_BACKOFF_MS;
+	return timeout_ms;
+}
 
 ZC_EXPORT int zc_wait(zc_ctx *ctx, struct zc_event *evs, unsigned max, int timeout_ms)
 {
@@ -329,6 +365,8 @@ ZC_EXPORT int zc_wait(zc_ctx *ctx, struct zc_event *evs, unsigned max, int timeo
 			left = (int)(deadline - now);
 		}
 		zc_resume_stalled(ctx);
+		if (ctx->paused_listeners)
+			left = resume_listeners(ctx, left);
 		err = ctx->ops->run(ctx, left);
 		if (err)
 			return err;

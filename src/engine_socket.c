@@ -29,7 +29,6 @@
 
 struct sk_engine {
 	int epfd;
-	unsigned paused_listeners; /* listeners in accept back-off */
 };
 
 static struct sk_engine *E(zc_ctx *ctx)
@@ -137,8 +136,6 @@ static ssize_t sk_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t l
 
 static void sk_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 {
-	if (s->kind == SK_LISTENER && (s->flags & SF_ACCEPT_WAIT))
-		E(ctx)->paused_listeners--;
 	ks_close(s, abort); /* also leaves the epoll set */
 }
 
@@ -159,10 +156,8 @@ static void accept_some(zc_ctx *ctx, struct zc_sock *l)
 		struct zc_sock *c;
 
 		if (fd < 0) {
-			if (ks_accept_backoff(l, -errno)) {
-				E(ctx)->paused_listeners++;
+			if (zc_accept_backoff(ctx, l, -errno))
 				update(ctx, l);
-			}
 			return; /* EAGAIN, or a connection that died in the backlog */
 		}
 		c = zc_sock_new(ctx, SK_CONN);
@@ -173,22 +168,6 @@ static void accept_some(zc_ctx *ctx, struct zc_sock *l)
 		c->fd = fd;
 		zc_emit(ctx, ZC_EV_ACCEPT, c, 0, zc_handle_of(l));
 		update(ctx, c);
-	}
-}
-
-static void resume_listeners(zc_ctx *ctx)
-{
-	uint64_t now = zc_now_ms();
-
-	for (uint32_t i = 0; i < ctx->nsocks && E(ctx)->paused_listeners; i++) {
-		struct zc_sock *s = ctx->socks[i];
-
-		if (s->kind == SK_LISTENER && (s->flags & SF_ACCEPT_WAIT) &&
-		    now >= s->retry_at_ms) {
-			s->flags &= ~SF_ACCEPT_WAIT;
-			E(ctx)->paused_listeners--;
-			update(ctx, s);
-		}
 	}
 }
 
@@ -279,11 +258,6 @@ static int sk_run(zc_ctx *ctx, int timeout_ms)
 	struct epoll_event evs[MAX_EVENTS];
 	int n;
 
-	if (E(ctx)->paused_listeners) {
-		resume_listeners(ctx);
-		if (timeout_ms < 0 || timeout_ms > 10)
-			timeout_ms = 10; /* come back for the paused listener */
-	}
 	n = epoll_wait(E(ctx)->epfd, evs, MAX_EVENTS, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? -EINTR : -errno;

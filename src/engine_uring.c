@@ -55,7 +55,6 @@ struct ur_engine {
 	uint32_t posted;     /* pieces in the ring now */
 	uint32_t depth;      /* pieces refill() keeps in the ring */
 	bool ring_ok, bundle, multishot, multishot_accept, defer_taskrun;
-	unsigned paused_listeners;
 };
 
 static struct ur_engine *E(zc_ctx *ctx)
@@ -354,8 +353,6 @@ static void ur_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 {
 	struct ur_engine *e = E(ctx);
 
-	if (s->kind == SK_LISTENER && (s->flags & SF_ACCEPT_WAIT))
-		e->paused_listeners--;
 	if ((s->flags & (SF_RX_ARMED | SF_CONNECTING)) ||
 	    (s->eng_bits & (POLL_ARMED | ACCEPT_ARMED))) {
 		/* Cancel what is in flight while the descriptor still names
@@ -373,7 +370,10 @@ static void ur_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 
 static void ur_resume(zc_ctx *ctx, struct zc_sock *s)
 {
-	rearm_or_stall(ctx, s);
+	if (s->kind == SK_LISTENER)
+		arm_accept(ctx, s);
+	else
+		rearm_or_stall(ctx, s);
 }
 
 static void ur_piece_released(zc_ctx *ctx, uint32_t idx)
@@ -485,9 +485,8 @@ static void on_accept(zc_ctx *ctx, uint64_t ud, int res, uint32_t flags)
 	} else if (l && res == -EINVAL && e->multishot_accept) {
 		e->multishot_accept = false;
 		set_features(ctx);
-	} else if (l && ks_accept_backoff(l, res)) {
-		e->paused_listeners++;
-		return;
+	} else if (l && zc_accept_backoff(ctx, l, res)) {
+		return; /* zc_wait() resumes it later */
 	}
 	if (l && !(l->eng_bits & ACCEPT_ARMED))
 		arm_accept(ctx, l);
@@ -542,24 +541,6 @@ static void on_cqe(zc_ctx *ctx, const struct io_uring_cqe *cqe)
 	}
 }
 
-static void resume_listeners(zc_ctx *ctx)
-{
-	struct ur_engine *e = E(ctx);
-	uint64_t now = zc_now_ms();
-
-	for (uint32_t i = 0; i < ctx->nsocks && e->paused_listeners; i++) {
-		struct zc_sock *s = ctx->socks[i];
-
-		if (s->kind == SK_LISTENER && (s->flags & SF_ACCEPT_WAIT) &&
-		    now >= s->retry_at_ms) {
-			s->flags &= ~SF_ACCEPT_WAIT;
-			e->paused_listeners--;
-			if (!(s->eng_bits & ACCEPT_ARMED))
-				arm_accept(ctx, s);
-		}
-	}
-}
-
 /* Submit what is queued and wait for at least one completion. */
 static int submit_and_wait(struct ur_engine *e, int timeout_ms)
 {
@@ -588,11 +569,6 @@ static int ur_run(zc_ctx *ctx, int timeout_ms)
 	unsigned head, seen = 0;
 	int ret;
 
-	if (e->paused_listeners) {
-		resume_listeners(ctx);
-		if (timeout_ms < 0 || timeout_ms > 10)
-			timeout_ms = 10; /* come back for the paused listener */
-	}
 	refill(ctx);
 	ret = submit_and_wait(e, timeout_ms);
 	if (ret)

@@ -65,7 +65,8 @@ struct zc_engine_ops {
 	int (*local_port)(zc_ctx *ctx, struct zc_sock *s);
 	/* Stop everything in flight on @s and close it; @abort: with a reset. */
 	void (*close)(zc_ctx *ctx, struct zc_sock *s, bool abort);
-	/* Receiving on a stalled connection may start again. */
+	/* Receiving on a stalled connection, or accepting on a listener
+	 * after its back-off, may start again. */
 	void (*resume)(zc_ctx *ctx, struct zc_sock *s);
 	/* The application released piece @idx (now POSTED): lend it again. */
 	void (*piece_released)(zc_ctx *ctx, uint32_t idx);
@@ -98,6 +99,7 @@ struct zc_ctx {
 
 	zc_handle *stalled;     /* FIFO of stalled connections */
 	uint32_t st_head, st_len, st_cap;
+	unsigned paused_listeners; /* listeners in accept back-off */
 
 	struct zc_stats st;
 };
@@ -142,8 +144,9 @@ int ks_local_port(zc_ctx *ctx, struct zc_sock *s);
 /* Close @s->fd; @abort: make the kernel send a reset, not a FIN. */
 void ks_close(struct zc_sock *s, bool abort);
 /* Accepting failed with @err: pause accepting on @s for a while if the
- * error is a lack of resources (EMFILE...). True if paused. */
-bool ks_accept_backoff(struct zc_sock *s, int err);
+ * error is a lack of resources (EMFILE...); zc_wait() resumes it through
+ * ops->resume. True if paused. */
+bool zc_accept_backoff(zc_ctx *ctx, struct zc_sock *s, int err);
 uint64_t zc_now_ms(void);
 
 #endif

@@ -15,7 +15,6 @@
 #include "internal.h"
 
 #define LISTEN_BACKLOG 4096
-#define ACCEPT_BACKOFF_MS 50
 
 static int parse_port(const char *s, unsigned *port)
 {
@@ -139,13 +138,3 @@ void ks_close(struct zc_sock *s, bool abort)
 	s->fd = -1;
 }
 
-bool ks_accept_backoff(struct zc_sock *s, int err)
-{
-	if (err != -EMFILE && err != -ENFILE && err != -ENOBUFS && err != -ENOMEM)
-		return false;
-	/* Out of descriptors or memory: the pending connection stays in the
-	 * backlog; try again shortly instead of spinning on the error. */
-	s->flags |= SF_ACCEPT_WAIT;
-	s->retry_at_ms = zc_now_ms() + ACCEPT_BACKOFF_MS;
-	return true;
-}
