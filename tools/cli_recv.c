@@ -226,19 +226,11 @@ static int add_conn(struct rthread *t, struct rconn *c)
 	return 0;
 }
 
-/*
- * The connection an event is about. Events gathered by the same zc_wait()
- * as the ACCEPT were filled in before zc_set_user() ran and carry no user
- * pointer, so fall back to looking the handle up.
- */
+/* The connection an event is about: on_accept() set it as the user
+ * pointer, and zc_wait() ends a batch at each ACCEPT so it applies. */
 static struct rconn *find_conn(struct rthread *t, const struct zc_event *ev)
 {
-	if (ev->user)
-		return ev->user;
-	for (unsigned i = 0; i < t->nconns; i++)
-		if (t->conns[i]->h == ev->conn)
-			return t->conns[i];
-	return NULL;
+	return ev->user;
 }
 
 static void drop_conn(struct rthread *t, struct rconn *c)
