@@ -48,6 +48,13 @@ typedef struct zc_ctx zc_ctx;
  */
 typedef uint64_t zc_handle;
 
+/**
+ * A cookie: a range of one connection's stream detached by zc_take(),
+ * held by zcnet outside the application's memory until zc_cookie_write()
+ * or zc_cookie_free(). 0 is never a valid cookie.
+ */
+typedef uint64_t zc_cookie;
+
 /* ------------------------------------------------------------------ */
 /* Context and pool                                                    */
 /* ------------------------------------------------------------------ */
@@ -216,6 +223,8 @@ enum zc_event_type {
 	ZC_EV_EOF = 4,       /**< the peer will send no more (FIN) */
 	ZC_EV_ERROR = 5,     /**< @res: negative errno; receiving stopped */
 	ZC_EV_WRITABLE = 6,  /**< zc_send() can take more */
+	ZC_EV_TAKEN = 7,     /**< zc_take() done: @cookie holds @bytes */
+	ZC_EV_WRITTEN = 8,   /**< zc_cookie_write() done: @bytes written */
 };
 
 /** One completion. */
@@ -225,8 +234,11 @@ struct zc_event {
 	zc_handle conn;         /**< the connection */
 	zc_handle listener;     /**< ZC_EV_ACCEPT: the listener */
 	void *user;             /**< zc_set_user() of @conn */
-	uint64_t offset;        /**< ZC_EV_DATA: stream offset of the first byte */
-	size_t bytes;           /**< ZC_EV_DATA: sum of the pieces' lengths */
+	zc_cookie cookie;       /**< ZC_EV_TAKEN, ZC_EV_WRITTEN: the cookie */
+	uint64_t offset;        /**< ZC_EV_DATA, ZC_EV_TAKEN: stream offset of
+	                             the first byte */
+	size_t bytes;           /**< ZC_EV_DATA: sum of the pieces' lengths;
+	                             ZC_EV_TAKEN, ZC_EV_WRITTEN: bytes */
 	unsigned npieces;       /**< ZC_EV_DATA: entries in @pieces */
 	/**
 	 * ZC_EV_DATA: the pieces, in stream order. This array is zcnet's and
@@ -258,13 +270,73 @@ int zc_wait(zc_ctx *ctx, struct zc_event *evs, unsigned max, int timeout_ms);
 int zc_release(zc_ctx *ctx, const struct zc_piece *p);
 
 /* ------------------------------------------------------------------ */
+/* Cookies: received bytes moved on without entering the application   */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Most bytes one cookie holds. A cookie is a kernel pipe; its size is
+ * bounded by fs.pipe-max-size (1 MiB by default). Take larger ranges as
+ * several cookies.
+ */
+#define ZC_COOKIE_MAX (1u << 20)
+
+/**
+ * Detach the next @len bytes (1 .. ZC_COOKIE_MAX) of @conn's stream as a
+ * cookie, without copying them into the application. The bytes are taken
+ * in stream order: every DATA event for earlier bytes comes before the
+ * ZC_EV_TAKEN event, and later DATA events start after the cookie's last
+ * byte; pieces and takes may be mixed freely. *@out names the cookie at
+ * once; ZC_EV_TAKEN reports, in @bytes, how many it holds: @len, or fewer
+ * at the end of the stream (an EOF event follows), or res < 0 on error (the
+ * cookie is then freed). One take at a time per connection.
+ * Returns 0, -EBADF, -EINVAL (@len out of range, @out NULL), -EBUSY (a
+ * take is already pending), -ENOMEM / -EMFILE (no pipe for the cookie).
+ */
+int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out);
+
+/**
+ * Copy the first bytes of a taken cookie (up to @len) into @buf, e.g. to
+ * look at a header; the cookie keeps all its bytes. These bytes count as
+ * copied in the statistics. Returns the number of bytes copied, -EBADF (no
+ * such cookie), -EBUSY (not taken yet, or being written), -EINVAL.
+ */
+ssize_t zc_cookie_peek(zc_ctx *ctx, zc_cookie c, void *buf, size_t len);
+
+/* zc_cookie_write() flags */
+#define ZC_WRITE_DSYNC (1u << 0) /**< fdatasync(@fd) before reporting done */
+
+/**
+ * Write a taken cookie's bytes to @fd: a file at @offset (>= 0), or, with
+ * @offset -1, a socket, pipe or file at its current position. The kernel
+ * moves the bytes (splice); the application's memory is not involved,
+ * except for O_DIRECT files whose pages the payload does not line up with:
+ * those bytes go through a small aligned bounce buffer (counted as
+ * copied), padded to the block size, and the file is then truncated to
+ * its exact size. Partial writes are resumed by zcnet. ZC_EV_WRITTEN
+ * reports the bytes written (res 0) or the error (res < 0); either way the
+ * cookie is gone afterwards. @fd must stay open until then.
+ * Returns 0, -EBADF (no such cookie), -EBUSY (not taken yet, or already
+ * being written), -EINVAL.
+ */
+int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
+		    unsigned flags);
+
+/**
+ * Free a cookie without writing it; its bytes are dropped. A cookie whose
+ * take or write is still in flight is freed when that ends (and no event
+ * names it). Returns 0 or -EBADF.
+ */
+int zc_cookie_free(zc_ctx *ctx, zc_cookie c);
+
+/* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 /* ------------------------------------------------------------------ */
 
 /**
  * Counters. bytes_copied counts copies zcnet itself makes on the receive
  * path: 0 for the uring and socket engines, whose only copy is the
- * kernel's, from its socket buffer into the posted piece.
+ * kernel's, from its socket buffer into the posted piece; cookie bytes
+ * peeked or passed through an O_DIRECT bounce buffer count too.
  */
 struct zc_stats {
 	uint64_t bytes_received;     /**< payload delivered in DATA events */
@@ -275,6 +347,9 @@ struct zc_stats {
 	uint64_t pieces_total;       /**< context: pieces in the pool */
 	uint64_t connections;        /**< context: connections open now */
 	uint64_t accepted;           /**< context: connections accepted so far */
+	uint64_t bytes_taken;        /**< taken into cookies */
+	uint64_t bytes_written;      /**< written out of cookies */
+	uint64_t cookies_alive;      /**< context: cookies not yet written or freed */
 };
 
 /** Statistics of the whole context. Returns 0 or -EINVAL. */

@@ -71,6 +71,7 @@ ZC_EXPORT int zc_ctx_create(const struct zc_config *ucfg, zc_ctx **out)
 		goto fail;
 	}
 	ctx->st.pieces_total = ctx->pool.npieces;
+	ctx->ck.peek[0] = ctx->ck.peek[1] = -1;
 	err = start_engine(ctx, cfg.engine);
 	if (err)
 		goto fail;
@@ -94,6 +95,7 @@ ZC_EXPORT void zc_ctx_destroy(zc_ctx *ctx)
 			zc_close(ctx, zc_handle_of(s));
 	}
 	ctx->ops->fini(ctx);
+	zc_cookies_fini(ctx);
 	for (uint32_t i = 0; i < ctx->nsocks; i++)
 		free(ctx->socks[i]);
 	free(ctx->socks);
@@ -292,6 +294,8 @@ static int close_sock(zc_ctx *ctx, struct zc_sock *s, bool abort)
 		return -EBADF;
 	if (s->flags & SF_ACCEPT_WAIT)
 		ctx->paused_listeners--;
+	if (s->flags & SF_TAKING)
+		zc_take_abort(ctx, s);
 	ctx->ops->close(ctx, s, abort);
 	zc_sock_free(ctx, s);
 	return 0;

@@ -45,8 +45,9 @@ static uint32_t wanted(const struct zc_sock *s)
 		return s->flags & SF_ACCEPT_WAIT ? 0 : EPOLLIN;
 	if (s->flags & SF_CONNECTING)
 		return EPOLLOUT;
-	if (!(s->flags & (SF_STALLED | SF_RX_DONE)))
-		ev |= EPOLLIN | EPOLLRDHUP;
+	if (!(s->flags & SF_RX_DONE) &&
+	    (!(s->flags & SF_STALLED) || (s->flags & SF_TAKING)))
+		ev |= EPOLLIN | EPOLLRDHUP; /* a take needs no pieces */
 	if (s->flags & SF_WANT_WRITE)
 		ev |= EPOLLOUT;
 	return ev;
@@ -144,6 +145,11 @@ static void sk_resume(zc_ctx *ctx, struct zc_sock *s)
 	update(ctx, s);
 }
 
+static void sk_take(zc_ctx *ctx, struct zc_sock *s)
+{
+	update(ctx, s); /* readable now matters even if stalled */
+}
+
 static void sk_piece_released(zc_ctx *ctx, uint32_t idx)
 {
 	zc_pool_put(&ctx->pool, idx);
@@ -213,6 +219,12 @@ static void receive(zc_ctx *ctx, struct zc_sock *s)
 {
 	size_t full = RX_BATCH * ctx->pool.piece_size;
 
+	if (s->flags & SF_TAKING) {
+		zc_take_step(ctx, s); /* level-triggered: we come back for more */
+		update(ctx, s);
+		return;
+	}
+
 	for (int round = 0; round < RX_ROUNDS; round++) {
 		ssize_t got = read_batch(ctx, s);
 
@@ -249,7 +261,8 @@ static void on_conn_event(zc_ctx *ctx, struct zc_sock *s, uint32_t ev)
 		update(ctx, s);
 	}
 	if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
-	    !(s->flags & (SF_STALLED | SF_RX_DONE)))
+	    (s->flags & (SF_STALLED | SF_TAKING)) != SF_STALLED &&
+	    !(s->flags & SF_RX_DONE))
 		receive(ctx, s);
 }
 
@@ -287,4 +300,6 @@ const struct zc_engine_ops zc_engine_socket = {
 	.resume = sk_resume,
 	.piece_released = sk_piece_released,
 	.run = sk_run,
+	.take = sk_take,
+	.cookie_write = NULL, /* the core writes synchronously */
 };

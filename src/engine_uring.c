@@ -37,12 +37,13 @@
 #define RING_DEPTH_BYTES (1u << 20)
 
 /* user_data: operation | low 24 bits of the socket's generation | slot */
-enum { OP_RECV = 1, OP_ACCEPT, OP_CONNECT, OP_POLLOUT, OP_CANCEL };
+enum { OP_RECV = 1, OP_ACCEPT, OP_CONNECT, OP_POLLOUT, OP_CANCEL, OP_TAKE, OP_WRITE };
 #define GEN_MASK 0xffffffu
 
 /* zc_sock.eng_bits */
 #define POLL_ARMED   (1u << 0)
 #define ACCEPT_ARMED (1u << 1)
+#define TAKE_ARMED   (1u << 2) /* a POLLIN poll for zc_take_step() */
 
 struct ur_engine {
 	struct io_uring ring;
@@ -299,7 +300,7 @@ static void arm_pollout(zc_ctx *ctx, struct zc_sock *s)
 /* Receive again, or park the connection if no piece is left to lend. */
 static void rearm_or_stall(zc_ctx *ctx, struct zc_sock *s)
 {
-	if (s->flags & (SF_RX_DONE | SF_RX_ARMED))
+	if (s->flags & (SF_RX_DONE | SF_RX_ARMED | SF_TAKING))
 		return;
 	if (ctx->pool.held == ctx->pool.npieces)
 		zc_stall(ctx, s);
@@ -354,7 +355,7 @@ static void ur_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 	struct ur_engine *e = E(ctx);
 
 	if ((s->flags & (SF_RX_ARMED | SF_CONNECTING)) ||
-	    (s->eng_bits & (POLL_ARMED | ACCEPT_ARMED))) {
+	    (s->eng_bits & (POLL_ARMED | ACCEPT_ARMED | TAKE_ARMED))) {
 		/* Cancel what is in flight while the descriptor still names
 		 * the socket; late completions find the slot's generation
 		 * changed and only give their pieces back. */
@@ -428,6 +429,46 @@ static bool downgrade_recv(zc_ctx *ctx)
 	return true;
 }
 
+static void arm_take(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->eng_bits & TAKE_ARMED)
+		return;
+	sqe = get_sqe(E(ctx));
+	if (!sqe)
+		return;
+	io_uring_prep_poll_add(sqe, s->fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud_of(OP_TAKE, s));
+	s->eng_bits |= TAKE_ARMED;
+}
+
+/* The receive of @s is no longer in flight: take, or receive again. */
+static void recv_ended(zc_ctx *ctx, struct zc_sock *s)
+{
+	if (s->flags & SF_TAKING)
+		arm_take(ctx, s);
+	else
+		rearm_or_stall(ctx, s);
+}
+
+/* Stop the multishot receive (what it already has is delivered first),
+ * then splice from the socket when it is readable. */
+static void ur_take(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!(s->flags & SF_RX_ARMED)) {
+		arm_take(ctx, s);
+		return;
+	}
+	sqe = get_sqe(E(ctx));
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, ud_of(OP_RECV, s), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_CANCEL << 56);
+}
+
 static void on_recv(zc_ctx *ctx, uint64_t ud, int res, uint32_t flags)
 {
 	struct zc_sock *s = sock_of(ctx, ud);
@@ -444,26 +485,25 @@ static void on_recv(zc_ctx *ctx, uint64_t ud, int res, uint32_t flags)
 	if (res > 0) {
 		if (zc_emit_data(ctx, s, E(ctx)->fills, n))
 			put_back(ctx, n);
-		if (!more)
-			rearm_or_stall(ctx, s);
 	} else if (res == 0) {
-		zc_emit(ctx, ZC_EV_EOF, s, 0, 0);
+		/* A pending take reports the end itself, after its cookie. */
+		if (!(s->flags & SF_TAKING))
+			zc_emit(ctx, ZC_EV_EOF, s, 0, 0);
 	} else if (res == -ENOBUFS && ctx->pool.nfree) {
 		/* The ring ran dry, the pool did not: lend more. */
 		E(ctx)->depth = E(ctx)->depth * 2 < ctx->pool.npieces ?
 				E(ctx)->depth * 2 : ctx->pool.npieces;
 		refill(ctx);
-		arm_recv(ctx, s);
-	} else if (res == -ENOBUFS) {
+	} else if (res == -ENOBUFS && !(s->flags & SF_TAKING)) {
 		zc_stall(ctx, s);
-	} else if (res == -EINVAL && downgrade_recv(ctx)) {
-		rearm_or_stall(ctx, s);
-	} else if (res == -EINTR || res == -EAGAIN || res == -ECANCELED) {
-		if (!more)
-			rearm_or_stall(ctx, s);
-	} else {
+		return;
+	} else if (res != -EINTR && res != -EAGAIN && res != -ECANCELED &&
+		   !(res == -EINVAL && downgrade_recv(ctx))) {
 		zc_emit(ctx, ZC_EV_ERROR, s, res, 0);
+		return;
 	}
+	if (!more)
+		recv_ended(ctx, s);
 }
 
 static void on_accept(zc_ctx *ctx, uint64_t ud, int res, uint32_t flags)
@@ -519,6 +559,72 @@ static void on_pollout(zc_ctx *ctx, uint64_t ud)
 	}
 }
 
+/* The socket is readable for a pending take (or hung up). */
+static void on_take(zc_ctx *ctx, uint64_t ud)
+{
+	struct zc_sock *s = sock_of(ctx, ud);
+
+	if (!s)
+		return;
+	s->eng_bits &= ~TAKE_ARMED;
+	if (!(s->flags & SF_TAKING))
+		return;
+	if (zc_take_step(ctx, s))
+		arm_take(ctx, s);
+	else
+		rearm_or_stall(ctx, s);
+}
+
+static uint64_t ck_ud(const struct zc_ck *ck)
+{
+	return (uint64_t)OP_WRITE << 56 | (uint64_t)(ck->gen & GEN_MASK) << 32 | ck->idx;
+}
+
+/*
+ * Cookie writes go through io_uring's splice, which runs in an io-wq
+ * worker (a write to a file may block on the disk anyway). A target
+ * socket that is full answers -EAGAIN: then wait for POLLOUT first, linked
+ * in front of the next splice.
+ */
+static void submit_write(zc_ctx *ctx, struct zc_ck *ck, bool poll_first)
+{
+	struct ur_engine *e = E(ctx);
+	struct io_uring_sqe *sqe = get_sqe(e);
+	int64_t off = ck->off >= 0 ? ck->off + (int64_t)ck->done : -1;
+
+	if (sqe && poll_first) {
+		io_uring_prep_poll_add(sqe, ck->fd, POLLOUT);
+		io_uring_sqe_set_data64(sqe, (uint64_t)OP_CANCEL << 56);
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = get_sqe(e);
+	}
+	if (!sqe) {
+		zc_write_progress(ctx, ck, -EBUSY);
+		return;
+	}
+	io_uring_prep_splice(sqe, ck->pr, -1, ck->fd, off,
+			     (unsigned)(ck->len - ck->done), SPLICE_F_MOVE);
+	io_uring_sqe_set_data64(sqe, ck_ud(ck));
+}
+
+static void ur_cookie_write(zc_ctx *ctx, struct zc_ck *ck)
+{
+	submit_write(ctx, ck, false);
+}
+
+static void on_write(zc_ctx *ctx, uint64_t ud, int res)
+{
+	uint32_t idx = (uint32_t)ud;
+	struct zc_ck *ck = idx < ctx->ck.n ? ctx->ck.tab[idx] : NULL;
+
+	if (!ck || ck->state != CK_WRITING || ck_ud(ck) != ud)
+		return;
+	if (res == -EAGAIN)
+		submit_write(ctx, ck, true);
+	else if (zc_write_progress(ctx, ck, res))
+		submit_write(ctx, ck, false);
+}
+
 static void on_cqe(zc_ctx *ctx, const struct io_uring_cqe *cqe)
 {
 	uint64_t ud = cqe->user_data;
@@ -535,6 +641,12 @@ static void on_cqe(zc_ctx *ctx, const struct io_uring_cqe *cqe)
 		break;
 	case OP_POLLOUT:
 		on_pollout(ctx, ud);
+		break;
+	case OP_TAKE:
+		on_take(ctx, ud);
+		break;
+	case OP_WRITE:
+		on_write(ctx, ud, cqe->res);
 		break;
 	default: /* OP_CANCEL: nothing to do */
 		break;
@@ -594,4 +706,6 @@ const struct zc_engine_ops zc_engine_uring = {
 	.resume = ur_resume,
 	.piece_released = ur_piece_released,
 	.run = ur_run,
+	.take = ur_take,
+	.cookie_write = ur_cookie_write,
 };

@@ -51,7 +51,7 @@ static struct zc_qevent *push(zc_ctx *ctx, enum zc_event_type type, struct zc_so
 	qe = &ctx->q[ctx->q_len++];
 	memset(qe, 0, sizeof(*qe));
 	qe->ev.type = type;
-	qe->ev.conn = zc_handle_of(s);
+	qe->ev.conn = s ? zc_handle_of(s) : 0;
 	return qe;
 }
 
@@ -79,6 +79,13 @@ int zc_emit_data(zc_ctx *ctx, struct zc_sock *s, const struct zc_fill *f, unsign
 	qe->ev.offset = s->rx_off;
 	s->rx_off += bytes;
 	return 0;
+}
+
+struct zc_event *zc_emit_ev(zc_ctx *ctx, enum zc_event_type type, struct zc_sock *s)
+{
+	struct zc_qevent *qe = push(ctx, type, s);
+
+	return qe ? &qe->ev : NULL;
 }
 
 int zc_emit(zc_ctx *ctx, enum zc_event_type type, struct zc_sock *s, int res,
@@ -138,12 +145,12 @@ unsigned zc_deliver(zc_ctx *ctx, struct zc_event *evs, unsigned max)
 		struct zc_qevent *qe = &ctx->q[ctx->q_head++];
 		struct zc_sock *s = zc_sock_get(ctx, qe->ev.conn);
 
-		if (!s) {
-			drop(ctx, qe);
+		if (!s && qe->ev.type != ZC_EV_WRITTEN) {
+			drop(ctx, qe); /* its connection was closed */
 			continue;
 		}
 		evs[n] = qe->ev;
-		evs[n].user = s->user;
+		evs[n].user = s ? s->user : NULL;
 		if (qe->ev.type == ZC_EV_DATA) {
 			evs[n].pieces = &ctx->pieces[qe->piece_first];
 			count_delivery(ctx, s, &qe->ev);

@@ -27,6 +27,7 @@ enum zc_sock_kind { SK_FREE = 0, SK_LISTENER, SK_CONN };
 #define SF_RX_DONE     (1u << 3) /* EOF or error reported: receive no more */
 #define SF_WANT_WRITE  (1u << 4) /* a WRITABLE event is owed */
 #define SF_ACCEPT_WAIT (1u << 5) /* listener: accepting paused (EMFILE...) */
+#define SF_TAKING      (1u << 6) /* zc_take() pending: no receiving into pieces */
 
 /* A listener or a connection. Slots are reused; gen tells the uses apart. */
 struct zc_sock {
@@ -42,6 +43,37 @@ struct zc_sock {
 	socklen_t peer_len;
 	uint64_t retry_at_ms; /* SF_ACCEPT_WAIT: when to accept again */
 	uint32_t eng_bits;    /* the engine's own per-socket state */
+	zc_cookie take;       /* SF_TAKING: the cookie being filled */
+};
+
+enum zc_ck_state { CK_FREE = 0, CK_TAKING, CK_TAKEN, CK_WRITING };
+
+/* A cookie: a pipe holding a range of a connection's stream. */
+struct zc_ck {
+	enum zc_ck_state state;
+	uint32_t idx, gen;
+	bool orphan;     /* freed by the application while in flight */
+	int pr, pw;      /* the pipe's read and write ends */
+	size_t want;     /* take: bytes asked for */
+	size_t len;      /* bytes it holds */
+	zc_handle conn;  /* the connection it was taken from */
+	uint64_t off0;   /* stream offset of its first byte */
+	int fd;          /* write: target, offset, flags, bytes done */
+	int64_t off;
+	unsigned wflags;
+	size_t done;
+};
+
+/* Cookies of a context: the table, and pipes kept for reuse. */
+struct zc_cookies {
+	struct zc_ck **tab;
+	uint32_t n, cap;
+	uint32_t *free;
+	uint32_t nfree;
+	int (*pipes)[2];    /* empty pipes, ready for the next cookie */
+	uint32_t npipes;
+	int peek[2];        /* scratch pipe for zc_cookie_peek() */
+	char *bounce;       /* aligned buffer for O_DIRECT writes */
 };
 
 /* A queued event; the pieces of DATA events live in ctx->pieces. */
@@ -73,6 +105,13 @@ struct zc_engine_ops {
 	/* Wait up to @timeout_ms for completions and emit their events.
 	 * Returns 0 or a negative errno. */
 	int (*run)(zc_ctx *ctx, int timeout_ms);
+	/* zc_take() on @s (SF_TAKING set): once no receive is in flight,
+	 * call zc_take_step() whenever the socket is readable, until it
+	 * returns 0; then receive into pieces again. */
+	void (*take)(zc_ctx *ctx, struct zc_sock *s);
+	/* Write cookie @ck to ck->fd asynchronously and report each step to
+	 * zc_write_progress(). NULL: the core writes synchronously. */
+	void (*cookie_write)(zc_ctx *ctx, struct zc_ck *ck);
 };
 
 extern const struct zc_engine_ops zc_engine_uring;
@@ -100,6 +139,8 @@ struct zc_ctx {
 	zc_handle *stalled;     /* FIFO of stalled connections */
 	uint32_t st_head, st_len, st_cap;
 	unsigned paused_listeners; /* listeners in accept back-off */
+
+	struct zc_cookies ck;
 
 	struct zc_stats st;
 };
@@ -130,9 +171,24 @@ int zc_emit(zc_ctx *ctx, enum zc_event_type type, struct zc_sock *s, int res,
 void zc_stall(zc_ctx *ctx, struct zc_sock *s);
 /* Resume stalled connections, as many as there are pieces to lend. */
 void zc_resume_stalled(zc_ctx *ctx);
+/* Queue an event of @type for @s (NULL: none) and return it to fill. */
+struct zc_event *zc_emit_ev(zc_ctx *ctx, enum zc_event_type type, struct zc_sock *s);
 /* Take out up to @max queued events (see zc_wait()). */
 unsigned zc_deliver(zc_ctx *ctx, struct zc_event *evs, unsigned max);
 void zc_events_fini(zc_ctx *ctx);
+
+/* --- cookies (cookie.c) --- */
+void zc_cookies_fini(zc_ctx *ctx);
+/* Move what @s has readable into its take cookie. 1: wants more (wait
+ * until readable), 0: the take ended (TAKEN emitted). */
+int zc_take_step(zc_ctx *ctx, struct zc_sock *s);
+/* A take ends with its connection: the cookie goes too. */
+void zc_take_abort(zc_ctx *ctx, struct zc_sock *s);
+/* An asynchronous write step of @ck moved @res bytes (or failed). True
+ * if the engine should write again (ck->done, ck->len say what is left). */
+bool zc_write_progress(zc_ctx *ctx, struct zc_ck *ck, ssize_t res);
+/* The cookie named by @user_data-style packed (gen, idx), or NULL. */
+struct zc_ck *zc_ck_get(zc_ctx *ctx, zc_cookie c);
 
 /* --- kernel socket helpers shared by the kernel engines (ksock.c) --- */
 int zc_parse_addr(const char *str, struct sockaddr_storage *ss, socklen_t *len);

@@ -1,0 +1,460 @@
+/*
+ * test_cookies.c - cookies over loopback, for every engine:
+ *  - a stream received as a random mix of pieces and cookies, every byte
+ *    written to a file at its stream offset (pieces with pwrite, cookies
+ *    with zc_cookie_write), the file then verified against the pattern:
+ *    nothing lost, duplicated or reordered between the two paths; also
+ *    with the file opened O_DIRECT (unaligned cookies bounce);
+ *  - cookies written to another socket (a splice proxy), verified by the
+ *    reader at the far end;
+ *  - cookies freed unwritten: their bytes are skipped, the rest verifies;
+ *  - the end of the stream inside a take: a short cookie, then EOF;
+ *  - bad calls.
+ *
+ * usage: test_cookies ENGINE
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define STREAM (48 * MiB)
+
+static const char *engine;
+
+/* Where the bytes of a stream go. */
+enum sink {
+	TO_FILE,   /* pieces and cookies to a file, at their stream offsets */
+	TO_SOCKET, /* in stream order to a socket (a splice proxy) */
+	FREE_SOME, /* pieces verified, cookies peeked at and freed */
+};
+
+struct run {
+	zc_ctx *ctx;
+	zc_handle conn;
+	enum sink sink;
+	int fd;              /* where cookies go */
+	int piece_fd;        /* where pieces go */
+	uint64_t rng;
+	bool taking, ended;
+	unsigned writes;     /* cookie writes in flight */
+	uint64_t received;   /* stream bytes seen (pieces + cookies) */
+	uint64_t skipped;    /* bytes of freed cookies (FREE_SOME) */
+	struct pat_verifier v; /* FREE_SOME: checks pieces in order */
+	unsigned ncookies, npieces_seen;
+	struct zc_piece *later; /* TO_SOCKET: pieces behind a cookie write */
+	size_t nlater, caplater;
+};
+
+static void start_take(struct run *r)
+{
+	size_t len = 1 + h_rand(&r->rng) % ZC_COOKIE_MAX;
+	zc_cookie c;
+
+	/* Freed cookies are skipped by the verifier, which must first have
+	 * the seed; a proxy keeps one cookie write in flight at a time. */
+	if ((r->sink == FREE_SOME && !r->v.have_seed) ||
+	    (r->sink == TO_SOCKET && r->writes))
+		return;
+	assert_int_equal(zc_take(r->ctx, r->conn, len, &c), 0);
+	assert_int_not_equal(c, 0);
+	r->taking = true;
+}
+
+static void write_all(int fd, const void *data, size_t len, uint64_t off)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = off == UINT64_MAX ? write(fd, p, len) : pwrite(fd, p, len, (off_t)off);
+
+		assert_true(n > 0);
+		p += n;
+		len -= (size_t)n;
+		if (off != UINT64_MAX)
+			off += (uint64_t)n;
+	}
+}
+
+/* Forward the pieces a cookie write held back (TO_SOCKET). */
+static void flush_later(struct run *r)
+{
+	for (size_t i = 0; i < r->nlater; i++) {
+		write_all(r->piece_fd, r->later[i].data, r->later[i].len, UINT64_MAX);
+		assert_int_equal(zc_release(r->ctx, &r->later[i]), 0);
+	}
+	r->nlater = 0;
+}
+
+static void on_data(struct run *r, const struct zc_event *ev)
+{
+	uint64_t off = ev->offset, bad;
+
+	assert_int_equal(off, r->received);
+	for (unsigned i = 0; i < ev->npieces; i++) {
+		const struct zc_piece *p = &ev->pieces[i];
+
+		if (r->sink == TO_SOCKET && r->writes) {
+			if (r->nlater == r->caplater) {
+				r->caplater = r->caplater ? 2 * r->caplater : 64;
+				r->later = realloc(r->later, r->caplater * sizeof(*p));
+				assert_non_null(r->later);
+			}
+			r->later[r->nlater++] = *p; /* kept until the cookie is out */
+			off += p->len;
+			continue;
+		}
+		if (r->sink == TO_FILE)
+			write_all(r->piece_fd, p->data, p->len, off);
+		else if (r->sink == TO_SOCKET)
+			write_all(r->piece_fd, p->data, p->len, UINT64_MAX);
+		else if (pat_verify(&r->v, p->data, p->len, &bad))
+			fail_msg("piece mismatch at stream offset %llu",
+				 (unsigned long long)bad);
+		off += p->len;
+		assert_int_equal(zc_release(r->ctx, p), 0);
+	}
+	r->received = off;
+	r->npieces_seen += ev->npieces;
+}
+
+static void on_taken(struct run *r, const struct zc_event *ev)
+{
+	unsigned char head[16], want[16];
+	ssize_t n;
+	int again;
+
+	assert_int_equal(ev->res, 0);
+	assert_int_equal(ev->offset, r->received);
+	r->taking = false;
+	r->ncookies++;
+	r->received += ev->bytes;
+	n = zc_cookie_peek(r->ctx, ev->cookie, head, sizeof(head));
+	assert_int_equal(n, ev->bytes < sizeof(head) ? ev->bytes : sizeof(head));
+	if (r->sink == FREE_SOME) {
+		pat_fill(r->v.seed, ev->offset, want, (size_t)n);
+		assert_memory_equal(head, want, (size_t)n);
+		assert_int_equal(zc_cookie_free(r->ctx, ev->cookie), 0);
+		assert_int_equal(zc_cookie_free(r->ctx, ev->cookie), -EBADF);
+		r->skipped += ev->bytes;
+		r->v.off += ev->bytes; /* the verifier jumps over them */
+		return;
+	}
+	assert_int_equal(zc_cookie_write(r->ctx, ev->cookie, r->fd,
+					 r->sink == TO_SOCKET ? -1 : (int64_t)ev->offset, 0),
+			 0);
+	r->writes++;
+	/* Written already (a synchronous engine) or still being written. */
+	again = zc_cookie_write(r->ctx, ev->cookie, r->fd, 0, 0);
+	assert_true(again == -EBUSY || again == -EBADF);
+}
+
+static void on_written(struct run *r, const struct zc_event *ev)
+{
+	assert_true(r->writes > 0);
+	assert_int_equal(ev->res, 0);
+	r->writes--;
+	if (r->sink == TO_SOCKET)
+		flush_later(r);
+}
+
+static void run_stream(struct run *r, uint64_t bytes, uint64_t seed)
+{
+	struct h_sender snd = { .nconns = 1, .bytes = bytes, .seed = seed };
+	uint64_t deadline = h_deadline_ms(120000);
+	struct zc_event ev[32];
+	zc_handle l;
+
+	pat_verifier_init(&r->v);
+	assert_int_equal(h_ctx_create(engine, NULL, &r->ctx), 0);
+	assert_int_equal(zc_listen(r->ctx, "127.0.0.1:0", 0, &l), 0);
+	snd.port = (uint16_t)zc_local_port(r->ctx, l);
+	assert_int_equal(h_sender_start(&snd), 0);
+	while ((!r->ended || r->writes) && !h_expired(deadline)) {
+		int n = h_wait(r->ctx, ev, 32, 100);
+
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			switch (ev[i].type) {
+			case ZC_EV_ACCEPT:
+				r->conn = ev[i].conn;
+				break;
+			case ZC_EV_DATA:
+				on_data(r, &ev[i]);
+				break;
+			case ZC_EV_TAKEN:
+				on_taken(r, &ev[i]);
+				break;
+			case ZC_EV_WRITTEN:
+				on_written(r, &ev[i]);
+				break;
+			case ZC_EV_EOF:
+				r->ended = true;
+				break;
+			default:
+				fail_msg("unexpected event %d (res %d)", ev[i].type, ev[i].res);
+			}
+		}
+		/* Take now and then, between pieces. */
+		if (r->conn && !r->ended && !r->taking && h_rand(&r->rng) % 3 == 0)
+			start_take(r);
+	}
+	assert_true(r->ended);
+	assert_int_equal(r->writes, 0);
+	assert_int_equal(h_sender_join(&snd), 0);
+	assert_int_equal(r->received, bytes);
+	print_message("%s: %u cookies, %u pieces\n", engine, r->ncookies, r->npieces_seen);
+	assert_true(r->ncookies > 0);
+	{
+		struct zc_stats st;
+		assert_int_equal(zc_ctx_stats(r->ctx, &st), 0);
+		assert_int_equal(st.cookies_alive, 0);
+		assert_int_equal(st.bytes_received + st.bytes_taken, bytes);
+	}
+	zc_ctx_destroy(r->ctx);
+}
+
+static void verify_file(int fd, uint64_t bytes)
+{
+	struct pat_verifier v;
+	char *buf = malloc(1 << 20);
+	uint64_t off = 0, bad;
+
+	assert_non_null(buf);
+	pat_verifier_init(&v);
+	assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)bytes);
+	while (off < bytes) {
+		ssize_t n = pread(fd, buf, 1 << 20, (off_t)off);
+
+		assert_true(n > 0);
+		if (pat_verify(&v, buf, (size_t)n, &bad))
+			fail_msg("file mismatch at offset %llu", (unsigned long long)bad);
+		off += (uint64_t)n;
+	}
+	free(buf);
+}
+
+static int temp_file(void)
+{
+	char path[] = "/tmp/zcnet-cookie-XXXXXX";
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	unlink(path);
+	return fd;
+}
+
+static void test_mixed_to_file(void **state)
+{
+	struct run r = { .sink = TO_FILE, .rng = h_test_seed("mixed") };
+
+	r.fd = r.piece_fd = temp_file();
+	run_stream(&r, STREAM, 11);
+	verify_file(r.fd, STREAM);
+	close(r.fd);
+}
+
+static void test_mixed_to_direct_file(void **state)
+{
+	struct run r = { .sink = TO_FILE, .rng = h_test_seed("direct") };
+	char path[64];
+
+	/* One file, opened twice: O_DIRECT for the cookies, buffered for
+	 * the pieces (the test's own writes are not aligned). */
+	r.piece_fd = temp_file();
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", r.piece_fd);
+	r.fd = open(path, O_RDWR | O_DIRECT);
+	if (r.fd < 0)
+		skip(); /* a file system without O_DIRECT */
+	run_stream(&r, 16 * MiB, 12);
+	verify_file(r.piece_fd, 16 * MiB);
+	close(r.fd);
+	close(r.piece_fd);
+}
+
+/* The far end of the proxy: reads and verifies the whole stream. */
+struct reader {
+	int fd;
+	uint64_t got;
+	int bad;
+	uint64_t bad_off;
+	pthread_t tid;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	struct pat_verifier v;
+	char *buf = malloc(1 << 16);
+	ssize_t n;
+
+	pat_verifier_init(&v);
+	while (buf && (n = read(rd->fd, buf, 1 << 16)) > 0) {
+		if (!rd->bad && pat_verify(&v, buf, (size_t)n, &rd->bad_off))
+			rd->bad = 1;
+		rd->got += (uint64_t)n;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void test_cookies_to_socket(void **state)
+{
+	struct run r = { .sink = TO_SOCKET, .rng = h_test_seed("proxy") };
+	struct reader rd = { 0 };
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	r.fd = r.piece_fd = sv[0];
+	rd.fd = sv[1];
+	assert_int_equal(pthread_create(&rd.tid, NULL, reader_main, &rd), 0);
+	run_stream(&r, 32 * MiB, 13);
+	shutdown(sv[0], SHUT_WR);
+	pthread_join(rd.tid, NULL);
+	if (rd.bad)
+		fail_msg("proxied stream mismatch at %llu", (unsigned long long)rd.bad_off);
+	assert_int_equal(rd.got, 32 * MiB);
+	free(r.later);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void test_free_unwritten(void **state)
+{
+	struct run r = { .sink = FREE_SOME, .rng = h_test_seed("free") };
+
+	run_stream(&r, 32 * MiB, 14);
+	print_message("freed %llu bytes unwritten\n", (unsigned long long)r.skipped);
+}
+
+static void test_eof_inside_take(void **state)
+{
+	struct h_sender snd = { .nconns = 1, .bytes = 100000, .seed = 15 };
+	uint64_t deadline = h_deadline_ms(20000);
+	struct zc_event ev[8];
+	bool taken = false, eof = false;
+	uint64_t before = 0;
+	zc_handle l, conn = 0;
+	zc_cookie c = 0;
+	zc_ctx *ctx;
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	snd.port = (uint16_t)zc_local_port(ctx, l);
+	assert_int_equal(h_sender_start(&snd), 0);
+	assert_int_equal(h_sender_join(&snd), 0); /* all sent and closed */
+	while (!eof && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 8, 100);
+
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type == ZC_EV_ACCEPT) {
+				conn = ev[i].conn;
+				/* before any DATA of it: the whole stream */
+				assert_int_equal(zc_take(ctx, conn, ZC_COOKIE_MAX, &c), 0);
+			} else if (ev[i].type == ZC_EV_DATA) {
+				/* received before the take was asked for */
+				assert_false(taken);
+				assert_int_equal(ev[i].offset, before);
+				before += ev[i].bytes;
+				for (unsigned j = 0; j < ev[i].npieces; j++)
+					zc_release(ctx, &ev[i].pieces[j]);
+			} else if (ev[i].type == ZC_EV_TAKEN) {
+				assert_int_equal(ev[i].cookie, c);
+				assert_int_equal(ev[i].res, 0);
+				assert_int_equal(ev[i].offset, before);
+				assert_int_equal(before + ev[i].bytes, 100000);
+				assert_false(eof);
+				taken = true;
+			} else if (ev[i].type == ZC_EV_EOF) {
+				assert_true(taken);
+				eof = true;
+			}
+		}
+	}
+	assert_true(eof);
+	assert_int_equal(zc_cookie_free(ctx, c), 0);
+	zc_ctx_destroy(ctx);
+}
+
+static void test_bad_calls(void **state)
+{
+	zc_ctx *ctx;
+	zc_handle l;
+	zc_cookie c;
+	char b[4];
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	assert_int_equal(zc_take(ctx, 0, 10, &c), -EBADF);
+	assert_int_equal(zc_take(ctx, l, 10, &c), -EBADF); /* a listener */
+	assert_int_equal(zc_take(NULL, l, 10, &c), -EBADF);
+	assert_int_equal(zc_cookie_peek(ctx, 0, b, 4), -EBADF);
+	assert_int_equal(zc_cookie_peek(ctx, 12345, b, 4), -EBADF);
+	assert_int_equal(zc_cookie_write(ctx, 0, 1, 0, 0), -EBADF);
+	assert_int_equal(zc_cookie_free(ctx, 0), -EBADF);
+	assert_int_equal(zc_cookie_free(NULL, 99), -EBADF);
+	zc_ctx_destroy(ctx);
+}
+
+/* A take that cannot finish (the peer sends nothing): what may and may
+ * not be done meanwhile, and freeing it, then closing the connection. */
+static void test_pending_take(void **state)
+{
+	uint64_t deadline = h_deadline_ms(10000);
+	struct zc_event ev[4];
+	zc_handle l, conn = 0;
+	zc_cookie c, c2;
+	struct zc_stats st;
+	zc_ctx *ctx;
+	char b[4];
+	int peer;
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	peer = h_peer_connect(AF_INET, (uint16_t)zc_local_port(ctx, l));
+	assert_true(peer >= 0);
+	while (!conn && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 4, 100);
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == ZC_EV_ACCEPT)
+				conn = ev[i].conn;
+	}
+	assert_int_not_equal(conn, 0);
+	assert_int_equal(zc_take(ctx, conn, 0, &c), -EINVAL);
+	assert_int_equal(zc_take(ctx, conn, ZC_COOKIE_MAX + 1, &c), -EINVAL);
+	assert_int_equal(zc_take(ctx, conn, 10, NULL), -EINVAL);
+	assert_int_equal(zc_take(ctx, conn, 10, &c), 0);
+	assert_int_equal(zc_take(ctx, conn, 10, &c2), -EBUSY);
+	assert_int_equal(zc_cookie_peek(ctx, c, b, 4), -EBUSY);
+	assert_int_equal(zc_cookie_write(ctx, c, 1, -1, 0), -EBUSY);
+	assert_int_equal(h_wait(ctx, ev, 4, 50), 0); /* nothing to report */
+	assert_int_equal(zc_cookie_free(ctx, c), 0);
+	assert_int_equal(zc_cookie_free(ctx, c), -EBADF);
+	assert_int_equal(zc_cookie_peek(ctx, c, b, 4), -EBADF);
+	assert_int_equal(zc_close(ctx, conn), 0);
+	assert_int_equal(zc_ctx_stats(ctx, &st), 0);
+	assert_int_equal(st.cookies_alive, 0);
+	close(peer);
+	zc_ctx_destroy(ctx);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mixed_to_file),
+		cmocka_unit_test(test_mixed_to_direct_file),
+		cmocka_unit_test(test_cookies_to_socket),
+		cmocka_unit_test(test_free_unwritten),
+		cmocka_unit_test(test_eof_inside_take),
+		cmocka_unit_test(test_bad_calls),
+		cmocka_unit_test(test_pending_take),
+	};
+
+	engine = h_setup(argc, argv, true, 300);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
