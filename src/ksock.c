@@ -341,6 +341,9 @@ int ks_zc_poll(zc_ctx *ctx, int timeout_ms)
 		if (s->kind == SK_CONN && s->txzc && s->txzc->count)
 			ks_zc_reap(ctx, s);
 	}
+	/* SEND_DONE events to deliver: do not block. */
+	if (ctx->q_head < ctx->q_len)
+		return 0;
 	/* Completions raise no readiness the engines wait on for every
 	 * socket (a stalled one is not watched), so look again soon. */
 	if (ctx->txzc_socks && (timeout_ms < 0 || timeout_ms > 1))
