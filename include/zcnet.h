@@ -11,7 +11,7 @@
  *   zc_ctx_create()  a context: one pool, one engine, its connections.
  *   zc_listen() / zc_connect()  sockets, named by zc_handle values.
  *   zc_wait()        completion events: accepted, data (pieces), end, error.
- *   zc_release()     give a piece back to the pool when done with it.
+ *   zc_release()     give a piece back when done with it.
  *   zc_ctx_destroy() the end.
  *
  * Threads: a context belongs to one thread at a time and must be created on
@@ -64,6 +64,14 @@ enum zc_engine_kind {
 	ZC_ENGINE_AUTO = 0,   /**< uring where io_uring works, else socket */
 	ZC_ENGINE_URING = 1,  /**< kernel TCP, io_uring provided-buffer ring */
 	ZC_ENGINE_SOCKET = 2, /**< kernel TCP, epoll and readv() into pieces */
+	/**
+	 * Kernel TCP, epoll and TCP_ZEROCOPY_RECEIVE: page-aligned payload is
+	 * mapped read-only into the application instead of copied; the rest
+	 * is read into pool pieces and counted in zc_stats.bytes_copied. A
+	 * connection whose payload is not mappable falls back to copying
+	 * (see README, "The mmap engine"). Never picked by ZC_ENGINE_AUTO.
+	 */
+	ZC_ENGINE_MMAP = 3,
 };
 
 /** A memory region the application lends to the pool. */
@@ -94,6 +102,16 @@ struct zc_config {
 	/** Pool bytes zcnet allocates when regions is NULL; default 16 MiB. */
 	size_t pool_size;
 	unsigned flags; /**< ZC_CFG_* */
+	/**
+	 * mmap engine: bytes of the mapping area, the most mapped payload
+	 * the application can hold at once (the mapping budget). When every
+	 * part of it is held, receiving stops as when the pool runs dry.
+	 * It is cut into slots of piece_size rounded down to whole pages (at
+	 * least one page, at most 1 MiB); a mapped piece is at most one slot.
+	 * Default (and 0) 16 MiB; at least one slot. Ignored by the other
+	 * engines.
+	 */
+	size_t map_size;
 };
 
 /** Largest number of pieces in one pool (the io_uring buffer ring limit). */
@@ -125,7 +143,7 @@ int zc_ctx_create(const struct zc_config *cfg, zc_ctx **out);
  */
 void zc_ctx_destroy(zc_ctx *ctx);
 
-/** The engine running in @ctx: "uring" or "socket". */
+/** The engine running in @ctx: "uring", "socket" or "mmap". */
 const char *zc_engine_name(const zc_ctx *ctx);
 
 /**
@@ -140,6 +158,20 @@ const char *zc_engine_features(const zc_ctx *ctx);
 
 /** zc_listen() flags */
 #define ZC_LISTEN_REUSEPORT (1u << 0) /**< SO_REUSEPORT: shard across contexts */
+/**
+ * zc_listen() and zc_connect_ex() flag: page-aligned segments. Sets the
+ * socket's TCP_MAXSEG (before the handshake, so that it is also the MSS
+ * the other end is told) to one page plus the TCP option bytes every
+ * segment carries: 4096 + 12 where TCP timestamps are on (the sysctl
+ * net.ipv4.tcp_timestamps, on by default: 10 option bytes padded to 12),
+ * else 4096 + 0. Each full segment then carries exactly one page of
+ * payload, which is what lets the receiving kernel map it (mmap engine)
+ * or splice it to O_DIRECT files without bounce buffers. One end setting
+ * it is enough for both directions of a loopback connection; on a real
+ * path the MSS is also capped by the MTU. Segments shrink (and lose
+ * alignment) when SACK blocks are added during loss recovery.
+ */
+#define ZC_PAGE_ALIGNED (1u << 1)
 
 /**
  * Listen on @addr, "host:port" ("127.0.0.1:9000", "[::1]:9000",
@@ -156,6 +188,12 @@ int zc_listen(zc_ctx *ctx, const char *addr, unsigned flags, zc_handle *out);
  * ZC_EV_ERROR with the reason (e.g. -ECONNREFUSED).
  */
 int zc_connect(zc_ctx *ctx, const char *addr, zc_handle *out);
+
+/**
+ * zc_connect() with @flags: 0 or ZC_PAGE_ALIGNED. Returns as zc_connect(),
+ * or -EINVAL for an unknown flag.
+ */
+int zc_connect_ex(zc_ctx *ctx, const char *addr, unsigned flags, zc_handle *out);
 
 /** The local port of a listener or connection, or a negative errno. */
 int zc_local_port(zc_ctx *ctx, zc_handle h);
@@ -177,6 +215,36 @@ int zc_set_user(zc_ctx *ctx, zc_handle h, void *user);
  * -ENOTCONN (not connected yet).
  */
 ssize_t zc_send(zc_ctx *ctx, zc_handle conn, const void *buf, size_t len);
+
+/**
+ * Send without copying: the kernel sends from @buf itself (MSG_ZEROCOPY),
+ * so @buf stays the kernel's after the call returns. Returns the number of
+ * bytes taken (1 .. @len), or -EAGAIN and the errors of zc_send(), or
+ * -EINVAL (@buf NULL or @len 0). Short or -EAGAIN: one ZC_EV_WRITABLE
+ * follows, as for zc_send().
+ *
+ * Each call that takes bytes is followed by exactly one ZC_EV_SEND_DONE
+ * event carrying @tag (and in zc_event.bytes the bytes taken): from then
+ * on, and not before, the application may write to or free those bytes
+ * of @buf. SEND_DONE events of one connection may come in any order.
+ * Sends shorter than ZC_SEND_ZEROCOPY_MIN bytes are copied (zero copy
+ * costs more than it saves there, see README) and their SEND_DONE is
+ * queued at once, with res ZC_SEND_COPIED. res is ZC_SEND_COPIED too when
+ * the kernel had to copy after all (e.g. over loopback, where the
+ * receiving socket may not keep the sender's pages).
+ *
+ * Ownership: @buf[0 .. returned) belongs to the kernel until its
+ * SEND_DONE. zc_close() or zc_abort() with sends outstanding emits no
+ * SEND_DONE for them; wait for them first (e.g. after zc_shutdown()),
+ * or keep the buffers until zc_ctx_destroy() has returned.
+ */
+ssize_t zc_send_zerocopy(zc_ctx *ctx, zc_handle conn, const void *buf, size_t len,
+			 uint64_t tag);
+
+/** Sends shorter than this are copied by zc_send_zerocopy() (see README). */
+#define ZC_SEND_ZEROCOPY_MIN (16u * 1024)
+/** zc_event.res of ZC_EV_SEND_DONE: the kernel copied the data. */
+#define ZC_SEND_COPIED 1
 
 /**
  * Shut down one or both directions of a connection (SHUT_RD, SHUT_WR or
@@ -204,7 +272,8 @@ int zc_abort(zc_ctx *ctx, zc_handle conn);
 /* ------------------------------------------------------------------ */
 
 /**
- * A piece of received payload. @data points into the pool; it is the
+ * A piece of received payload. @data points into the pool, or, with the
+ * mmap engine, into the read-only mapping area (never write to it); it is the
  * application's to read from the event that delivers it until it passes
  * the piece to zc_release(), and zcnet does not touch it meanwhile.
  * Treat @ref as opaque: it lets zc_release() tell a live piece from a
@@ -225,6 +294,8 @@ enum zc_event_type {
 	ZC_EV_WRITABLE = 6,  /**< zc_send() can take more */
 	ZC_EV_TAKEN = 7,     /**< zc_take() done: @cookie holds @bytes */
 	ZC_EV_WRITTEN = 8,   /**< zc_cookie_write() done: @bytes written */
+	ZC_EV_SEND_DONE = 9, /**< a zc_send_zerocopy() buffer is free: @tag,
+	                          @bytes; @res 0 or ZC_SEND_COPIED */
 };
 
 /** One completion. */
@@ -246,6 +317,7 @@ struct zc_event {
 	 * to keep them longer. Every piece must be released exactly once.
 	 */
 	const struct zc_piece *pieces;
+	uint64_t tag;           /**< ZC_EV_SEND_DONE: the tag of the send */
 };
 
 /**
@@ -260,8 +332,9 @@ struct zc_event {
 int zc_wait(zc_ctx *ctx, struct zc_event *evs, unsigned max, int timeout_ms);
 
 /**
- * Give a piece back to the pool. Pieces may be released in any order and
- * after their connection closed. When every piece is held, receiving
+ * Give a piece back (to the pool, or for a mapped piece, to the mapping
+ * area: its pages are unmapped in batches). Pieces may be released in
+ * any order and after their connection closed. When every piece is held, receiving
  * stops (TCP flow control holds the senders back, nothing is dropped) and
  * resumes by itself once pieces come back.
  * Returns 0, or -EINVAL (@p NULL or not a piece of this pool), or
@@ -333,10 +406,12 @@ int zc_cookie_free(zc_ctx *ctx, zc_cookie c);
 /* ------------------------------------------------------------------ */
 
 /**
- * Counters. bytes_copied counts copies zcnet itself makes on the receive
- * path: 0 for the uring and socket engines, whose only copy is the
- * kernel's, from its socket buffer into the posted piece; cookie bytes
- * peeked or passed through an O_DIRECT bounce buffer count too.
+ * Counters. bytes_copied counts payload copied by zcnet's own choice on
+ * the receive path: 0 for the uring and socket engines (their one copy,
+ * from the kernel's socket buffer into the piece, is the only way they
+ * have); with the mmap engine, every byte that was not mapped
+ * (bytes_received = bytes_mapped + bytes_copied). Cookie bytes peeked or
+ * passed through an O_DIRECT bounce buffer count too.
  */
 struct zc_stats {
 	uint64_t bytes_received;     /**< payload delivered in DATA events */
@@ -344,12 +419,15 @@ struct zc_stats {
 	uint64_t pieces_outstanding; /**< delivered and not yet released */
 	uint64_t stalls;             /**< times a receive found no free piece and
 	                                  paused until pieces were released */
-	uint64_t pieces_total;       /**< context: pieces in the pool */
+	uint64_t pieces_total;       /**< context: pieces in the pool (the mmap
+	                                  engine's mapped pieces come on top) */
 	uint64_t connections;        /**< context: connections open now */
 	uint64_t accepted;           /**< context: connections accepted so far */
 	uint64_t bytes_taken;        /**< taken into cookies */
 	uint64_t bytes_written;      /**< written out of cookies */
 	uint64_t cookies_alive;      /**< context: cookies not yet written or freed */
+	uint64_t bytes_mapped;       /**< mmap engine: payload delivered as
+	                                  mapped pages, not copied */
 };
 
 /** Statistics of the whole context. Returns 0 or -EINVAL. */

@@ -12,6 +12,7 @@
 
 #define DEFAULT_PIECE_SIZE (64u * 1024)
 #define DEFAULT_POOL_SIZE (16u * 1024 * 1024)
+#define DEFAULT_MAP_SIZE (16u * 1024 * 1024)
 
 ZC_EXPORT void zc_config_init(struct zc_config *cfg)
 {
@@ -21,6 +22,7 @@ ZC_EXPORT void zc_config_init(struct zc_config *cfg)
 	cfg->engine = ZC_ENGINE_AUTO;
 	cfg->piece_size = DEFAULT_PIECE_SIZE;
 	cfg->pool_size = DEFAULT_POOL_SIZE;
+	cfg->map_size = DEFAULT_MAP_SIZE;
 }
 
 static int start_engine(zc_ctx *ctx, enum zc_engine_kind kind)
@@ -33,6 +35,9 @@ static int start_engine(zc_ctx *ctx, enum zc_engine_kind kind)
 		return ctx->ops->init(ctx);
 	case ZC_ENGINE_SOCKET:
 		ctx->ops = &zc_engine_socket;
+		return ctx->ops->init(ctx);
+	case ZC_ENGINE_MMAP:
+		ctx->ops = &zc_engine_mmap;
 		return ctx->ops->init(ctx);
 	case ZC_ENGINE_AUTO:
 		err = start_engine(ctx, ZC_ENGINE_URING);
@@ -56,12 +61,13 @@ ZC_EXPORT int zc_ctx_create(const struct zc_config *ucfg, zc_ctx **out)
 		cfg = *ucfg;
 	else
 		zc_config_init(&cfg);
-	if (cfg.engine > ZC_ENGINE_SOCKET)
+	if (cfg.engine > ZC_ENGINE_MMAP)
 		return -EINVAL;
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
 	ctx->cfg_flags = cfg.flags;
+	ctx->map_size = cfg.map_size ? cfg.map_size : DEFAULT_MAP_SIZE;
 	err = zc_pool_init(&ctx->pool, &cfg);
 	if (err)
 		goto fail_pool;
@@ -201,7 +207,7 @@ ZC_EXPORT int zc_listen(zc_ctx *ctx, const char *addr, unsigned flags, zc_handle
 	socklen_t len;
 	int err;
 
-	if (!ctx || !addr || !out || (flags & ~ZC_LISTEN_REUSEPORT))
+	if (!ctx || !addr || !out || (flags & ~(ZC_LISTEN_REUSEPORT | ZC_PAGE_ALIGNED)))
 		return -EINVAL;
 	err = zc_parse_addr(addr, &ss, &len);
 	if (err)
@@ -209,6 +215,7 @@ ZC_EXPORT int zc_listen(zc_ctx *ctx, const char *addr, unsigned flags, zc_handle
 	err = new_sock_for(ctx, SK_LISTENER, &s);
 	if (err)
 		return err;
+	s->open_flags = flags & ZC_PAGE_ALIGNED;
 	err = ctx->ops->listen(ctx, s, (struct sockaddr *)&ss, len, flags);
 	if (err) {
 		zc_sock_free(ctx, s);
@@ -220,14 +227,21 @@ ZC_EXPORT int zc_listen(zc_ctx *ctx, const char *addr, unsigned flags, zc_handle
 
 ZC_EXPORT int zc_connect(zc_ctx *ctx, const char *addr, zc_handle *out)
 {
+	return zc_connect_ex(ctx, addr, 0, out);
+}
+
+ZC_EXPORT int zc_connect_ex(zc_ctx *ctx, const char *addr, unsigned flags,
+			    zc_handle *out)
+{
 	struct zc_sock *s;
 	int err;
 
-	if (!ctx || !addr || !out)
+	if (!ctx || !addr || !out || (flags & ~ZC_PAGE_ALIGNED))
 		return -EINVAL;
 	err = new_sock_for(ctx, SK_CONN, &s);
 	if (err)
 		return err;
+	s->open_flags = flags;
 	s->flags |= SF_CONNECTING; /* until ZC_EV_CONNECTED or ERROR */
 	err = zc_parse_addr(addr, &s->peer, &s->peer_len);
 	if (!err)
@@ -275,6 +289,20 @@ ZC_EXPORT ssize_t zc_send(zc_ctx *ctx, zc_handle conn, const void *buf, size_t l
 	if (s->flags & SF_CONNECTING)
 		return -ENOTCONN;
 	return ctx->ops->send(ctx, s, buf, len);
+}
+
+ZC_EXPORT ssize_t zc_send_zerocopy(zc_ctx *ctx, zc_handle conn, const void *buf,
+				   size_t len, uint64_t tag)
+{
+	struct zc_sock *s = conn_get(ctx, conn);
+
+	if (!s)
+		return -EBADF;
+	if (!buf || !len)
+		return -EINVAL;
+	if (s->flags & SF_CONNECTING)
+		return -ENOTCONN;
+	return ctx->ops->send_zc(ctx, s, buf, len, tag);
 }
 
 ZC_EXPORT int zc_shutdown(zc_ctx *ctx, zc_handle conn, int how)
@@ -385,8 +413,22 @@ ZC_EXPORT int zc_release(zc_ctx *ctx, const struct zc_piece *p)
 	uint32_t idx;
 	int err;
 
-	if (!ctx)
+	if (!ctx || !p)
 		return -EINVAL;
+	if (p->ref & ZC_REF_FOREIGN) {
+		zc_handle h;
+
+		if (!ctx->ops->release_foreign)
+			return -EINVAL;
+		err = ctx->ops->release_foreign(ctx, p, &h);
+		if (err)
+			return err;
+		ctx->st.pieces_outstanding--;
+		owner = zc_sock_get(ctx, h);
+		if (owner)
+			owner->st.pieces_outstanding--;
+		return 0;
+	}
 	err = zc_pool_take_back(&ctx->pool, p, &idx);
 	if (err)
 		return err;

@@ -114,7 +114,7 @@ static int sk_listen(zc_ctx *ctx, struct zc_sock *s, const struct sockaddr *sa,
 
 static int sk_connect(zc_ctx *ctx, struct zc_sock *s)
 {
-	int fd = ks_socket_for(&s->peer, true);
+	int fd = ks_conn_socket(s, true);
 
 	if (fd < 0)
 		return fd;
@@ -135,9 +135,19 @@ static ssize_t sk_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t l
 	return n;
 }
 
+static ssize_t sk_send_zc(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len,
+			  uint64_t tag)
+{
+	ssize_t n = ks_send_zc(ctx, s, buf, len, tag);
+
+	if (s->flags & SF_WANT_WRITE)
+		update(ctx, s);
+	return n;
+}
+
 static void sk_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 {
-	ks_close(s, abort); /* also leaves the epoll set */
+	ks_close(ctx, s, abort); /* also leaves the epoll set */
 }
 
 static void sk_resume(zc_ctx *ctx, struct zc_sock *s)
@@ -271,6 +281,7 @@ static int sk_run(zc_ctx *ctx, int timeout_ms)
 	struct epoll_event evs[MAX_EVENTS];
 	int n;
 
+	timeout_ms = ks_zc_poll(ctx, timeout_ms);
 	n = epoll_wait(E(ctx)->epfd, evs, MAX_EVENTS, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? -EINTR : -errno;
@@ -284,6 +295,7 @@ static int sk_run(zc_ctx *ctx, int timeout_ms)
 		else
 			on_conn_event(ctx, s, evs[i].events);
 	}
+	ks_zc_poll(ctx, 0); /* completions that came meanwhile (EPOLLERR) */
 	return 0;
 }
 
@@ -294,6 +306,7 @@ const struct zc_engine_ops zc_engine_socket = {
 	.listen = sk_listen,
 	.connect = sk_connect,
 	.send = sk_send,
+	.send_zc = sk_send_zc,
 	.shutdown = ks_shutdown,
 	.local_port = ks_local_port,
 	.close = sk_close,

@@ -325,7 +325,7 @@ static int ur_listen(zc_ctx *ctx, struct zc_sock *s, const struct sockaddr *sa,
 static int ur_connect(zc_ctx *ctx, struct zc_sock *s)
 {
 	struct io_uring_sqe *sqe;
-	int fd = ks_socket_for(&s->peer, false);
+	int fd = ks_conn_socket(s, false);
 
 	if (fd < 0)
 		return fd;
@@ -350,6 +350,16 @@ static ssize_t ur_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t l
 	return n;
 }
 
+static ssize_t ur_send_zc(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len,
+			  uint64_t tag)
+{
+	ssize_t n = ks_send_zc(ctx, s, buf, len, tag);
+
+	if (s->flags & SF_WANT_WRITE)
+		arm_pollout(ctx, s);
+	return n;
+}
+
 static void ur_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 {
 	struct ur_engine *e = E(ctx);
@@ -366,7 +376,7 @@ static void ur_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 			io_uring_submit(&e->ring);
 		}
 	}
-	ks_close(s, abort);
+	ks_close(ctx, s, abort);
 }
 
 static void ur_resume(zc_ctx *ctx, struct zc_sock *s)
@@ -682,6 +692,9 @@ static int ur_run(zc_ctx *ctx, int timeout_ms)
 	int ret;
 
 	refill(ctx);
+	/* Zero-copy send completions: looked for on every run, and at least
+	 * every millisecond while sends are in flight (see ksock.c). */
+	timeout_ms = ks_zc_poll(ctx, timeout_ms);
 	ret = submit_and_wait(e, timeout_ms);
 	if (ret)
 		return ret;
@@ -690,6 +703,7 @@ static int ur_run(zc_ctx *ctx, int timeout_ms)
 		seen++;
 	}
 	io_uring_cq_advance(&e->ring, seen);
+	ks_zc_poll(ctx, 0);
 	return 0;
 }
 
@@ -700,6 +714,7 @@ const struct zc_engine_ops zc_engine_uring = {
 	.listen = ur_listen,
 	.connect = ur_connect,
 	.send = ur_send,
+	.send_zc = ur_send_zc,
 	.shutdown = ks_shutdown,
 	.local_port = ks_local_port,
 	.close = ur_close,

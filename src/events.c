@@ -55,29 +55,86 @@ static struct zc_qevent *push(zc_ctx *ctx, enum zc_event_type type, struct zc_so
 	return qe;
 }
 
-int zc_emit_data(zc_ctx *ctx, struct zc_sock *s, const struct zc_fill *f, unsigned n)
+/* A DATA event of @n pieces, to be written at ctx->pieces[qe->piece_first]. */
+static struct zc_qevent *push_data(zc_ctx *ctx, struct zc_sock *s, unsigned n,
+				   unsigned flags)
 {
 	uint32_t first = ctx->npieces_q;
 	struct zc_qevent *qe;
-	size_t bytes = 0;
 
 	if (reserve((void **)&ctx->pieces, &ctx->pieces_cap, first + n,
 		    sizeof(*ctx->pieces)))
-		return -ENOMEM;
+		return NULL;
 	qe = push(ctx, ZC_EV_DATA, s);
 	if (!qe)
-		return -ENOMEM;
-	for (unsigned i = 0; i < n; i++) {
-		zc_pool_hand_out(&ctx->pool, f[i].idx, f[i].len, &ctx->pieces[first + i]);
-		ctx->piece_owner[f[i].idx] = qe->ev.conn;
-		bytes += f[i].len;
-	}
+		return NULL;
 	ctx->npieces_q += n;
 	qe->piece_first = first;
+	qe->data_flags = flags;
 	qe->ev.npieces = n;
+	return qe;
+}
+
+static void data_done(struct zc_qevent *qe, struct zc_sock *s, size_t bytes)
+{
 	qe->ev.bytes = bytes;
 	qe->ev.offset = s->rx_off;
 	s->rx_off += bytes;
+}
+
+int zc_emit_data_flags(zc_ctx *ctx, struct zc_sock *s, const struct zc_fill *f,
+		       unsigned n, unsigned flags)
+{
+	struct zc_qevent *qe = push_data(ctx, s, n, flags);
+	size_t bytes = 0;
+
+	if (!qe)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		zc_pool_hand_out(&ctx->pool, f[i].idx, f[i].len,
+				 &ctx->pieces[qe->piece_first + i]);
+		ctx->piece_owner[f[i].idx] = qe->ev.conn;
+		bytes += f[i].len;
+	}
+	data_done(qe, s, bytes);
+	return 0;
+}
+
+int zc_emit_data(zc_ctx *ctx, struct zc_sock *s, const struct zc_fill *f, unsigned n)
+{
+	return zc_emit_data_flags(ctx, s, f, n, 0);
+}
+
+int zc_emit_foreign(zc_ctx *ctx, struct zc_sock *s, const struct zc_xfill *x,
+		    unsigned n, unsigned flags)
+{
+	struct zc_qevent *qe = push_data(ctx, s, n, flags);
+	size_t bytes = 0;
+
+	if (!qe)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct zc_piece *p = &ctx->pieces[qe->piece_first + i];
+
+		p->data = x[i].data;
+		p->len = x[i].len;
+		p->ref = ZC_REF_FOREIGN | x[i].tag;
+		bytes += x[i].len;
+	}
+	data_done(qe, s, bytes);
+	return 0;
+}
+
+int zc_emit_send_done(zc_ctx *ctx, struct zc_sock *s, uint64_t tag, size_t bytes,
+		      int res)
+{
+	struct zc_qevent *qe = push(ctx, ZC_EV_SEND_DONE, s);
+
+	if (!qe)
+		return -ENOMEM;
+	qe->ev.tag = tag;
+	qe->ev.bytes = bytes;
+	qe->ev.res = res;
 	return 0;
 }
 
@@ -113,21 +170,32 @@ int zc_emit(zc_ctx *ctx, enum zc_event_type type, struct zc_sock *s, int res,
 static void drop(zc_ctx *ctx, struct zc_qevent *qe)
 {
 	for (unsigned i = 0; i < qe->ev.npieces; i++) {
+		const struct zc_piece *p = &ctx->pieces[qe->piece_first + i];
+		zc_handle owner;
 		uint32_t idx;
 
-		if (zc_pool_take_back(&ctx->pool, &ctx->pieces[qe->piece_first + i],
-				      &idx) == 0)
+		if (p->ref & ZC_REF_FOREIGN)
+			ctx->ops->release_foreign(ctx, p, &owner);
+		else if (zc_pool_take_back(&ctx->pool, p, &idx) == 0)
 			ctx->ops->piece_released(ctx, idx);
 	}
 }
 
 /* The statistics count what the application has been given. */
-static void count_delivery(zc_ctx *ctx, struct zc_sock *s, const struct zc_event *ev)
+static void count_delivery(zc_ctx *ctx, struct zc_sock *s, const struct zc_qevent *qe)
 {
+	const struct zc_event *ev = &qe->ev;
+	uint64_t copied = qe->data_flags & ZC_DATA_COPIED ? ev->bytes : 0;
+	uint64_t mapped = qe->data_flags & ZC_DATA_MAPPED ? ev->bytes : 0;
+
 	s->st.bytes_received += ev->bytes;
 	s->st.pieces_outstanding += ev->npieces;
+	s->st.bytes_copied += copied;
+	s->st.bytes_mapped += mapped;
 	ctx->st.bytes_received += ev->bytes;
 	ctx->st.pieces_outstanding += ev->npieces;
+	ctx->st.bytes_copied += copied;
+	ctx->st.bytes_mapped += mapped;
 }
 
 unsigned zc_deliver(zc_ctx *ctx, struct zc_event *evs, unsigned max)
@@ -153,7 +221,7 @@ unsigned zc_deliver(zc_ctx *ctx, struct zc_event *evs, unsigned max)
 		evs[n].user = s ? s->user : NULL;
 		if (qe->ev.type == ZC_EV_DATA) {
 			evs[n].pieces = &ctx->pieces[qe->piece_first];
-			count_delivery(ctx, s, &qe->ev);
+			count_delivery(ctx, s, qe);
 		}
 		if (evs[n++].type == ZC_EV_ACCEPT)
 			break; /* let zc_set_user() apply to what follows */
@@ -196,7 +264,8 @@ void zc_stall(zc_ctx *ctx, struct zc_sock *s)
 
 void zc_resume_stalled(zc_ctx *ctx)
 {
-	uint64_t avail = ctx->pool.npieces - ctx->pool.held;
+	uint64_t avail = ctx->ops->resumable ? ctx->ops->resumable(ctx) :
+			 ctx->pool.npieces - ctx->pool.held;
 
 	/* One connection per piece to lend, oldest first: waking all of
 	 * them for a single piece would only stall all but one again. */

@@ -44,6 +44,8 @@ struct zc_sock {
 	uint64_t retry_at_ms; /* SF_ACCEPT_WAIT: when to accept again */
 	uint32_t eng_bits;    /* the engine's own per-socket state */
 	zc_cookie take;       /* SF_TAKING: the cookie being filled */
+	unsigned open_flags;  /* ZC_PAGE_ALIGNED... from zc_listen/zc_connect_ex */
+	struct ks_txzc *txzc; /* kernel engines: zero-copy sends in flight */
 };
 
 enum zc_ck_state { CK_FREE = 0, CK_TAKING, CK_TAKEN, CK_WRITING };
@@ -80,7 +82,24 @@ struct zc_cookies {
 struct zc_qevent {
 	struct zc_event ev;
 	uint32_t piece_first;
+	unsigned data_flags; /* ZC_DATA_* */
 };
+
+/*
+ * A piece an engine lends from memory of its own rather than the pool
+ * (the mmap engine's mapped pages). Its zc_piece.ref is ZC_REF_FOREIGN |
+ * tag; zc_release() hands such pieces to ops->release_foreign().
+ */
+#define ZC_REF_FOREIGN (1ull << 63)
+struct zc_xfill {
+	const void *data;
+	uint32_t len;
+	uint64_t tag; /* the engine's; bit 63 clear */
+};
+
+/* How the bytes of a DATA event got there, for the statistics. */
+#define ZC_DATA_COPIED (1u << 0) /* count as bytes_copied */
+#define ZC_DATA_MAPPED (1u << 1) /* count as bytes_mapped */
 
 struct zc_engine_ops {
 	const char *name;
@@ -93,6 +112,9 @@ struct zc_engine_ops {
 	/* Start connecting to s->peer. */
 	int (*connect)(zc_ctx *ctx, struct zc_sock *s);
 	ssize_t (*send)(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len);
+	/* zc_send_zerocopy(); SEND_DONE events follow (see ksock.c). */
+	ssize_t (*send_zc)(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len,
+			   uint64_t tag);
 	int (*shutdown)(zc_ctx *ctx, struct zc_sock *s, int how);
 	int (*local_port)(zc_ctx *ctx, struct zc_sock *s);
 	/* Stop everything in flight on @s and close it; @abort: with a reset. */
@@ -102,6 +124,14 @@ struct zc_engine_ops {
 	void (*resume)(zc_ctx *ctx, struct zc_sock *s);
 	/* The application released piece @idx (now POSTED): lend it again. */
 	void (*piece_released)(zc_ctx *ctx, uint32_t idx);
+	/* Optional, for engines that emit foreign pieces (zc_emit_foreign()):
+	 * take back piece @p, whose ref has ZC_REF_FOREIGN set. Returns 0 and
+	 * sets *@owner to the connection it was emitted for, or -EINVAL (not
+	 * a piece of this engine) or -EALREADY (released before). */
+	int (*release_foreign)(zc_ctx *ctx, const struct zc_piece *p, zc_handle *owner);
+	/* Optional: how many stalled connections may be resumed now (by
+	 * default, as many as the pool has free pieces). */
+	uint64_t (*resumable)(zc_ctx *ctx);
 	/* Wait up to @timeout_ms for completions and emit their events.
 	 * Returns 0 or a negative errno. */
 	int (*run)(zc_ctx *ctx, int timeout_ms);
@@ -116,12 +146,14 @@ struct zc_engine_ops {
 
 extern const struct zc_engine_ops zc_engine_uring;
 extern const struct zc_engine_ops zc_engine_socket;
+extern const struct zc_engine_ops zc_engine_mmap;
 
 struct zc_ctx {
 	const struct zc_engine_ops *ops;
 	void *eng;           /* the engine's private state */
 	char features[96];   /* zc_engine_features() */
 	unsigned cfg_flags;  /* ZC_CFG_* */
+	size_t map_size;     /* zc_config.map_size */
 	struct zc_pool pool;
 
 	struct zc_sock **socks; /* handle table; slots are never freed */
@@ -143,6 +175,7 @@ struct zc_ctx {
 	struct zc_cookies ck;
 
 	struct zc_stats st;
+	uint32_t txzc_socks;    /* sockets with zero-copy sends in flight */
 };
 
 /* --- handles (ctx.c) --- */
@@ -164,6 +197,15 @@ struct zc_fill {      /* a piece an engine filled */
 };
 /* Deliver @n filled pieces of @s, in stream order. */
 int zc_emit_data(zc_ctx *ctx, struct zc_sock *s, const struct zc_fill *f, unsigned n);
+/* The same, with ZC_DATA_* @flags for the statistics. */
+int zc_emit_data_flags(zc_ctx *ctx, struct zc_sock *s, const struct zc_fill *f,
+		       unsigned n, unsigned flags);
+/* Deliver @n foreign pieces of @s (see struct zc_xfill), in stream order. */
+int zc_emit_foreign(zc_ctx *ctx, struct zc_sock *s, const struct zc_xfill *x,
+		    unsigned n, unsigned flags);
+/* A zero-copy send of @s is done: ZC_EV_SEND_DONE with @tag, @bytes, @res. */
+int zc_emit_send_done(zc_ctx *ctx, struct zc_sock *s, uint64_t tag, size_t bytes,
+		      int res);
 /* ACCEPT, CONNECTED, EOF, ERROR or WRITABLE. EOF and ERROR end receiving. */
 int zc_emit(zc_ctx *ctx, enum zc_event_type type, struct zc_sock *s, int res,
 	    zc_handle listener);
@@ -194,11 +236,25 @@ struct zc_ck *zc_ck_get(zc_ctx *ctx, zc_cookie c);
 int zc_parse_addr(const char *str, struct sockaddr_storage *ss, socklen_t *len);
 int ks_listen(const struct sockaddr *sa, socklen_t len, unsigned flags, bool nonblock);
 int ks_socket_for(const struct sockaddr_storage *ss, bool nonblock);
+/* A socket to connect @s with, set up as s->open_flags ask. fd or -errno. */
+int ks_conn_socket(struct zc_sock *s, bool nonblock);
+/* Apply ZC_PAGE_ALIGNED (TCP_MAXSEG) to @fd before its handshake. */
+int ks_page_align(int fd);
 ssize_t ks_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len);
+/* zc_send_zerocopy() on a kernel socket: MSG_ZEROCOPY, or a copy for
+ * small sends; completions are read by ks_zc_reap(). */
+ssize_t ks_send_zc(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len,
+		   uint64_t tag);
+/* Read @s's error queue and emit SEND_DONE for completed sends. */
+void ks_zc_reap(zc_ctx *ctx, struct zc_sock *s);
+/* ks_zc_reap() every socket with sends in flight; returns the wait
+ * time-out to use instead of @timeout_ms (short while any are). */
+int ks_zc_poll(zc_ctx *ctx, int timeout_ms);
 int ks_shutdown(zc_ctx *ctx, struct zc_sock *s, int how);
 int ks_local_port(zc_ctx *ctx, struct zc_sock *s);
-/* Close @s->fd; @abort: make the kernel send a reset, not a FIN. */
-void ks_close(struct zc_sock *s, bool abort);
+/* Close @s->fd (forgetting its zero-copy sends); @abort: make the kernel
+ * send a reset, not a FIN. */
+void ks_close(zc_ctx *ctx, struct zc_sock *s, bool abort);
 /* Accepting failed with @err: pause accepting on @s for a while if the
  * error is a lack of resources (EMFILE...); zc_wait() resumes it through
  * ops->resume. True if paused. */

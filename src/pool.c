@@ -143,8 +143,10 @@ void zc_pool_hand_out(struct zc_pool *p, uint32_t idx, size_t len,
 		      struct zc_piece *out)
 {
 	p->state[idx] = PIECE_HELD;
-	if (++p->gen[idx] == 0) /* 0 marks "never handed out" */
+	if (p->gen[idx] >= ZC_POOL_GEN_MAX) /* 0 marks "never handed out" */
 		p->gen[idx] = 1;
+	else
+		p->gen[idx]++;
 	p->held++;
 	out->data = zc_pool_addr(p, idx);
 	out->len = len;

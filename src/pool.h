@@ -10,13 +10,18 @@
  * application moves them back with zc_release() -> zc_pool_take_back().
  * Each hand-out bumps the piece's generation, which is part of the
  * zc_piece.ref the application gets, so a stale or forged release is
- * recognised instead of corrupting the pool.
+ * recognised instead of corrupting the pool. Generations have 31 bits:
+ * bit 63 of a ref is never set for a pool piece, which leaves it to mark
+ * pieces an engine lends from memory of its own (ZC_REF_FOREIGN).
  */
 #ifndef ZCNET_POOL_H
 #define ZCNET_POOL_H
 
 #include <stdint.h>
 #include "zcnet.h"
+
+/* Largest generation; the next hand-out wraps to 1. */
+#define ZC_POOL_GEN_MAX 0x7fffffffu
 
 enum zc_piece_state { PIECE_FREE = 0, PIECE_POSTED = 1, PIECE_HELD = 2 };
 

@@ -114,6 +114,31 @@ for engine in uring socket plain; do
 done
 
 # ---------------------------------------------------------------------
+# the mmap engine gets a zero-copy, page-aligned zcnet sender's stream mapped
+
+name=pattern-mmap-zerocopy
+if start_recv "$name" --engine mmap --verify pattern; then
+	run_send "$name" --bytes 256M --pattern --zerocopy --page-aligned
+	wait_recv
+	if [ "$send_status" -ne 0 ] || [ "$recv_status" -ne 0 ]; then
+		fail "$name: send exited $send_status, recv exited $recv_status"
+		show "$tmp/$name.send.err"
+		show "$tmp/$name.err"
+	else
+		got=$(field "$tmp/$name.out" bytes)
+		mapped=$(field "$tmp/$name.out" mapped)
+		[ "$got" = "$size" ] || fail "$name: recv summary bytes=$got"
+		[ -n "$mapped" ] && [ $((mapped * 100)) -ge $((size * 95)) ] ||
+			fail "$name: mapped=$mapped of $size, expected at least 95%"
+		done_n=$(sed -n 's/^summary.* send_done=\([0-9]*\).*/\1/p' "$tmp/$name.send.out")
+		sends=$(sed -n 's/^summary.* sends=\([0-9]*\).*/\1/p' "$tmp/$name.send.out")
+		[ -n "$sends" ] && [ "$done_n" = "$sends" ] ||
+			fail "$name: send_done=$done_n for sends=$sends"
+		say "$name: $(head -n1 "$tmp/$name.out")"
+	fi
+fi
+
+# ---------------------------------------------------------------------
 # several connections at once, sent through the library's socket engine
 
 name=four-connections
@@ -201,6 +226,7 @@ expect_usage_error send --connect 127.0.0.1:9
 expect_usage_error send --bytes 1M
 expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --connections 0
 expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --engine warp
+expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --zerocopy --bogus
 expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --bogus
 expect_usage_error send --connect 127.0.0.1:9 --file "$tmp/no-such-file"
 expect_usage_error send --connect 127.0.0.1:9 --file "$tmp/random.bin" --pattern

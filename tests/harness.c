@@ -24,7 +24,7 @@
 /* ------------------------------------------------------------------ */
 
 const char *const h_engines[] = {
-	"uring", "uring-nobundle", "uring-oneshot", "socket", NULL,
+	"uring", "uring-nobundle", "uring-oneshot", "socket", "mmap", NULL,
 };
 
 const char *h_setup(int argc, char **argv, bool need_engine, unsigned alarm_s)
@@ -35,7 +35,7 @@ const char *h_setup(int argc, char **argv, bool need_engine, unsigned alarm_s)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (need_engine && (!engine || h_engine_config(engine, &cfg))) {
-		fprintf(stderr, "usage: %s uring|uring-nobundle|uring-oneshot|socket\n",
+		fprintf(stderr, "usage: %s uring|uring-nobundle|uring-oneshot|socket|mmap\n",
 			argv[0]);
 		exit(2);
 	}
@@ -57,6 +57,9 @@ int h_engine_config(const char *name, struct zc_config *cfg)
 		cfg->flags = ZC_CFG_NO_MULTISHOT;
 	} else if (!strcmp(name, "socket")) {
 		cfg->engine = ZC_ENGINE_SOCKET;
+		cfg->flags = 0;
+	} else if (!strcmp(name, "mmap")) {
+		cfg->engine = ZC_ENGINE_MMAP;
 		cfg->flags = 0;
 	} else {
 		return -1;
@@ -103,7 +106,8 @@ int h_ctx_create(const char *name, const struct zc_config *base, zc_ctx **out)
 		fprintf(stderr, "zc_ctx_create(%s): %s\n", name, zc_strerror(err));
 		return err;
 	}
-	want = cfg.engine == ZC_ENGINE_SOCKET ? "socket" : "uring";
+	want = cfg.engine == ZC_ENGINE_SOCKET ? "socket" :
+	       cfg.engine == ZC_ENGINE_MMAP ? "mmap" : "uring";
 	got = zc_engine_name(ctx);
 	feat = zc_engine_features(ctx);
 	if (!got || !feat || strcmp(got, want) ||
@@ -456,6 +460,205 @@ int h_sender_join(struct h_sender *s)
 	return s->err;
 }
 
+bool h_ctx_may_copy(const zc_ctx *ctx)
+{
+	const char *name = zc_engine_name(ctx);
+
+	return name && !strcmp(name, "mmap");
+}
+
+/* ------------------------------------------------------------------ */
+/* A zcnet sender on a thread of its own                               */
+/* ------------------------------------------------------------------ */
+
+struct zbuf {
+	char *p;
+	size_t len, off;   /* filled bytes, sent bytes */
+	unsigned inflight; /* sends without SEND_DONE */
+};
+
+static void zfail(struct h_zsender *z, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void zfail(struct h_zsender *z, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (z->err)
+		return;
+	z->err = err ? err : -EIO;
+	va_start(ap, fmt);
+	vsnprintf(z->msg, sizeof(z->msg), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Send the stream in order: buffer *@cur until it is all taken, then the
+ * next one, refilled once the SEND_DONE events of all its sends came.
+ */
+static void zpump(struct h_zsender *z, zc_ctx *ctx, zc_handle h, struct zbuf *b,
+		  unsigned nbuf, size_t chunk, uint64_t *made, unsigned *cur,
+		  bool *blocked)
+{
+	unsigned inflight = 0;
+
+	*blocked = false;
+	while (!z->err) {
+		struct zbuf *x = &b[*cur];
+		ssize_t n;
+
+		if (x->off == x->len) {
+			unsigned next = (*cur + 1) % nbuf;
+
+			if (*made == z->bytes || b[next].inflight)
+				break; /* the end, or wait for a SEND_DONE */
+			*cur = next;
+			x = &b[next];
+			x->len = z->bytes - *made < chunk ? (size_t)(z->bytes - *made) : chunk;
+			pat_fill(z->seed, *made, x->p, x->len);
+			*made += x->len;
+			x->off = 0;
+		}
+		n = zc_send_zerocopy(ctx, h, x->p + x->off, x->len - x->off, *cur);
+		if (n == -EAGAIN) {
+			*blocked = true;
+			break;
+		}
+		if (n <= 0 || (size_t)n > x->len - x->off) {
+			zfail(z, n < 0 ? (int)n : -EPROTO, "zc_send_zerocopy: %zd", n);
+			break;
+		}
+		x->off += (size_t)n;
+		x->inflight++;
+		z->sent += (uint64_t)n;
+		z->sends++;
+		if (x->off < x->len) {
+			*blocked = true; /* short: a WRITABLE event follows */
+			break;
+		}
+	}
+	for (unsigned i = 0; i < nbuf; i++)
+		inflight += b[i].inflight;
+	if (inflight > z->max_inflight)
+		z->max_inflight = inflight;
+}
+
+static void *zsender_main(void *arg)
+{
+	struct h_zsender *z = arg;
+	unsigned nbuf = z->nbuf ? z->nbuf : 8;
+	size_t chunk = z->chunk ? z->chunk : 256 * KiB;
+	struct zbuf *b = calloc(nbuf, sizeof(*b));
+	struct zc_config cfg;
+	struct zc_event ev[64];
+	zc_ctx *ctx = NULL;
+	zc_handle h = 0;
+	uint64_t made = 0, deadline = h_deadline_ms(110000);
+	unsigned cur = nbuf - 1;
+	bool connected = false, blocked = false, shut = false, eof = false;
+	char addr[64];
+	int err;
+
+	for (unsigned i = 0; b && i < nbuf; i++)
+		if (posix_memalign((void **)&b[i].p, 4096, chunk))
+			b[i].p = NULL;
+	zc_config_init(&cfg);
+	cfg.engine = z->engine;
+	cfg.pool_size = 1 * MiB;
+	if (!b || (err = zc_ctx_create(&cfg, &ctx))) {
+		zfail(z, b ? err : -ENOMEM, "zc_ctx_create");
+		goto out;
+	}
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", z->port);
+	if ((err = zc_connect_ex(ctx, addr, z->flags, &h))) {
+		zfail(z, err, "zc_connect_ex: %s", zc_strerror(err));
+		goto out;
+	}
+	while (!z->err && !eof) {
+		int n = h_wait(ctx, ev, 64, 100);
+
+		if (h_expired(deadline)) {
+			zfail(z, -ETIMEDOUT, "timed out after %" PRIu64 " bytes", z->sent);
+			break;
+		}
+		if (n < 0) {
+			zfail(z, n, "zc_wait: %s", zc_strerror(n));
+			break;
+		}
+		for (int i = 0; i < n && !z->err; i++) {
+			switch (ev[i].type) {
+			case ZC_EV_CONNECTED:
+				connected = true;
+				break;
+			case ZC_EV_WRITABLE:
+				blocked = false;
+				break;
+			case ZC_EV_SEND_DONE:
+				if (ev[i].tag >= nbuf || !b[ev[i].tag].inflight) {
+					zfail(z, -EPROTO, "SEND_DONE with tag %" PRIu64, ev[i].tag);
+					break;
+				}
+				b[ev[i].tag].inflight--;
+				z->done_events++;
+				z->done_bytes += ev[i].bytes;
+				if (ev[i].res == ZC_SEND_COPIED)
+					z->done_copied++;
+				else if (ev[i].res)
+					zfail(z, -EPROTO, "SEND_DONE res %d", ev[i].res);
+				break;
+			case ZC_EV_DATA:
+				for (unsigned k = 0; k < ev[i].npieces; k++)
+					zc_release(ctx, &ev[i].pieces[k]);
+				break;
+			case ZC_EV_EOF:
+				eof = true;
+				break;
+			case ZC_EV_ERROR:
+				zfail(z, ev[i].res, "connection: %s", zc_strerror(ev[i].res));
+				break;
+			default:
+				break;
+			}
+		}
+		if (connected && !blocked && !shut)
+			zpump(z, ctx, h, b, nbuf, chunk, &made, &cur, &blocked);
+		if (connected && !shut && made == z->bytes && z->sent == z->bytes &&
+		    z->done_events == z->sends) {
+			if ((err = zc_shutdown(ctx, h, SHUT_WR)))
+				zfail(z, err, "zc_shutdown: %s", zc_strerror(err));
+			shut = true;
+		}
+	}
+	if (!z->err && z->done_bytes != z->sent)
+		zfail(z, -EPROTO, "SEND_DONE events cover %" PRIu64 " of %" PRIu64 " bytes",
+		      z->done_bytes, z->sent);
+out:
+	zc_ctx_destroy(ctx);
+	for (unsigned i = 0; b && i < nbuf; i++)
+		free(b[i].p);
+	free(b);
+	__atomic_store_n(&z->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+int h_zsender_start(struct h_zsender *z)
+{
+	int err = pthread_create(&z->tid, NULL, zsender_main, z);
+
+	if (err)
+		return -err;
+	z->started = true;
+	return 0;
+}
+
+int h_zsender_join(struct h_zsender *z)
+{
+	if (z->started)
+		pthread_join(z->tid, NULL);
+	z->started = false;
+	return z->err;
+}
+
 /* ------------------------------------------------------------------ */
 /* Sending from a zcnet connection                                     */
 /* ------------------------------------------------------------------ */
@@ -753,7 +956,10 @@ static void on_end(struct h_recv *r, struct h_conn *c)
 	if (err) {
 		h_failf(r, "zc_conn_stats: %s", zc_strerror(err));
 	} else if (st.bytes_received != c->bytes ||
-		   st.pieces_outstanding != c->held || st.bytes_copied ||
+		   st.pieces_outstanding != c->held ||
+		   (h_ctx_may_copy(r->ctx) ?
+		    st.bytes_copied + st.bytes_mapped != st.bytes_received :
+		    st.bytes_copied != 0 || st.bytes_mapped != 0) ||
 		   st.pieces_total || st.connections || st.accepted) {
 		h_failf(r, "connection %#" PRIx64 " statistics: received %" PRIu64
 			" (saw %" PRIu64 ") outstanding %" PRIu64 " (hold %" PRIu64
@@ -934,7 +1140,10 @@ void h_check_ctx_stats(struct h_recv *r)
 		else
 			pending = true;
 	}
-	if (st.bytes_received != r->bytes || st.bytes_copied != 0 ||
+	if (st.bytes_received != r->bytes ||
+	    (h_ctx_may_copy(r->ctx) ?
+	     st.bytes_copied + st.bytes_mapped != st.bytes_received :
+	     st.bytes_copied != 0 || st.bytes_mapped != 0) ||
 	    st.pieces_outstanding != r->nheld ||
 	    st.pieces_outstanding > st.pieces_total ||
 	    st.accepted != r->naccepted || (!pending && st.connections != open))

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include <cmocka.h>
@@ -138,6 +139,67 @@ int h_sender_start(struct h_sender *s);
  * Returns s->err. */
 int h_sender_join(struct h_sender *s);
 bool h_sender_done(struct h_sender *s);
+
+/* ------------------------------------------------------------------ */
+/* A zcnet sender on a thread of its own: zc_send_zerocopy()            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Opens a connection with zc_connect_ex(@flags) from a context of its own
+ * (engine @engine) and sends @bytes of pattern stream @seed with
+ * zc_send_zerocopy() from @nbuf buffers of @chunk bytes, refilling a
+ * buffer only after the SEND_DONE events of all its sends. Checks that
+ * every send gets exactly one SEND_DONE with its tag and byte count.
+ * Then shuts down its side and waits for the receiver to close.
+ */
+struct h_zsender {
+	uint16_t port;
+	uint64_t bytes;
+	uint64_t seed;
+	size_t chunk;          /* 0: 256 KiB */
+	unsigned nbuf;         /* 0: 8 */
+	unsigned flags;        /* zc_connect_ex() flags, e.g. ZC_PAGE_ALIGNED */
+	enum zc_engine_kind engine; /* 0 (auto) is fine */
+
+	/* results, valid after h_zsender_join() */
+	int err;
+	char msg[256];
+	uint64_t sent;         /* bytes taken by zc_send_zerocopy() */
+	uint64_t sends;        /* calls that took bytes */
+	uint64_t done_events;  /* SEND_DONE events */
+	uint64_t done_bytes;
+	uint64_t done_copied;  /* of those, with res ZC_SEND_COPIED */
+	unsigned max_inflight; /* most sends in flight at once */
+
+	pthread_t tid;
+	bool started;
+	int done;
+};
+
+int h_zsender_start(struct h_zsender *z);
+int h_zsender_join(struct h_zsender *z);
+
+#define h_assert_zsender_ok(z)                                           \
+	do {                                                             \
+		if ((z)->err)                                            \
+			fail_msg("zc sender: %s (%d)", (z)->msg, (z)->err); \
+	} while (0)
+
+/*
+ * bytes_copied as engine configuration @engine allows: 0, or with mmap,
+ * whatever was not mapped (bytes_copied + bytes_mapped = bytes_received).
+ */
+#define h_assert_copied(engine, st)                                          \
+	do {                                                                 \
+		if (!strcmp((engine), "mmap"))                               \
+			assert_int_equal((st).bytes_copied + (st).bytes_mapped, \
+					 (st).bytes_received);               \
+		else                                                         \
+			assert_int_equal((st).bytes_copied, 0);              \
+	} while (0)
+
+/* Whether @ctx runs an engine that may copy (and count it): mmap. */
+bool h_ctx_may_copy(const zc_ctx *ctx);
 
 /* ------------------------------------------------------------------ */
 /* Sending from a zcnet connection                                     */

@@ -445,10 +445,17 @@ static void test_generation_skips_zero_on_wrap(void **state)
 
 	assert_int_equal(small_pool(&p, 2, 4096), 0);
 	assert_int_equal(zc_pool_get(&p, &idx), 0);
-	p.gen[idx] = UINT32_MAX;
+	p.gen[idx] = ZC_POOL_GEN_MAX;
 	zc_pool_hand_out(&p, idx, 1, &pc);
 	assert_int_equal(p.gen[idx], 1);
 	assert_int_equal(pc.ref >> 32, 1);
+	assert_int_equal(zc_pool_take_back(&p, &pc, &back), 0);
+	/* the largest generation leaves bit 63 of the ref clear */
+	assert_int_equal(zc_pool_get(&p, &idx), 0);
+	p.gen[idx] = ZC_POOL_GEN_MAX - 1;
+	zc_pool_hand_out(&p, idx, 1, &pc);
+	assert_int_equal(pc.ref >> 32, ZC_POOL_GEN_MAX);
+	assert_int_equal(pc.ref >> 63, 0);
 	assert_int_equal(zc_pool_take_back(&p, &pc, &back), 0);
 	zc_pool_fini(&p);
 }

@@ -42,7 +42,7 @@ int opt_unknown(const char *cmd, const char *arg);
 int parse_size(const char *cmd, const char *opt, const char *s, uint64_t *out);
 
 /*
- * Parse an engine name: "auto", "uring", "socket", and with @allow_plain
+ * Parse an engine name: "auto", "uring", "socket", "mmap", and with @allow_plain
  * also "plain" (plain sockets, not the library). Returns the
  * enum zc_engine_kind value, ENGINE_PLAIN, or -1 after a message.
  */

@@ -34,8 +34,11 @@ const char recv_usage[] =
 	"ended, then print a summary line on stdout.\n"
 	"\n"
 	"  --listen ADDR:PORT   address to listen on; port 0 picks a free port\n"
-	"  --engine E           auto (default), uring, socket, or plain: plain\n"
-	"                       blocking recv() without zcnet, as a baseline\n"
+	"  --engine E           auto (default), uring, socket, mmap (map page-\n"
+	"                       aligned payload, see `zcnet send --zerocopy`),\n"
+	"                       or plain: blocking recv() without zcnet, as a\n"
+	"                       baseline\n"
+	"  --page-aligned       one page of payload per TCP segment (ZC_PAGE_ALIGNED)\n"
 	"  --pool-mb N          pool per thread in MiB (default 16)\n"
 	"  --piece-kb N         piece size in KiB (default 64)\n"
 	"  --threads N          receiving threads, one context each (default 1;\n"
@@ -52,7 +55,9 @@ const char recv_usage[] =
 	"  zcnet recv: listening on 127.0.0.1:PORT engine=E features=F\n"
 	"At the end, one line on stdout:\n"
 	"  summary engine=E bytes=N seconds=S gbps=G cpu_s_per_gb=C copied=N\n"
-	"          stalls=N connections=N peak_rss_kb=N\n";
+	"          mapped=N stalls=N connections=N peak_rss_kb=N\n"
+	"(mapped: bytes the mmap engine mapped instead of copying; copied: bytes\n"
+	"it read into pool pieces; both 0 with the other engines)\n";
 
 #define WAIT_MS    100          /* how soon threads notice the end */
 #define MAX_EVENTS 64
@@ -63,6 +68,7 @@ struct recv_opts {
 	int engine;                 /* enum zc_engine_kind or ENGINE_PLAIN */
 	uint64_t pool_mb, piece_kb, threads, connections, hold_ms;
 	int verify;
+	int page_aligned;
 	const char *out;
 };
 
@@ -89,7 +95,7 @@ struct recv_run {
 	int port;
 	char engine[16];
 	char features[128];
-	uint64_t copied, stalls;    /* summed as the threads finish */
+	uint64_t copied, mapped, stalls; /* summed as the threads finish */
 };
 
 /* One connection being received. */
@@ -392,7 +398,8 @@ static void receive_loop(struct rthread *t)
 static int thread_setup(struct rthread *t)
 {
 	const struct recv_opts *o = t->run->o;
-	unsigned flags = o->threads > 1 ? ZC_LISTEN_REUSEPORT : 0;
+	unsigned flags = (o->threads > 1 ? ZC_LISTEN_REUSEPORT : 0) |
+			 (o->page_aligned ? ZC_PAGE_ALIGNED : 0);
 	struct zc_config cfg;
 	struct zc_stats st;
 	int err;
@@ -405,6 +412,7 @@ static int thread_setup(struct rthread *t)
 	if (err) {
 		fail(t->run, "engine %s with a %llu MiB pool of %llu KiB pieces: %s",
 		     o->engine == ZC_ENGINE_URING ? "uring" :
+		     o->engine == ZC_ENGINE_MMAP ? "mmap" :
 		     o->engine == ZC_ENGINE_SOCKET ? "socket" : "auto",
 		     (unsigned long long)o->pool_mb,
 		     (unsigned long long)o->piece_kb, zc_strerror(err));
@@ -466,6 +474,7 @@ static void thread_cleanup(struct rthread *t)
 	if (t->ctx && !zc_ctx_stats(t->ctx, &st)) {
 		pthread_mutex_lock(&run->lock);
 		run->copied += st.bytes_copied;
+		run->mapped += st.bytes_mapped;
 		run->stalls += st.stalls;
 		pthread_mutex_unlock(&run->lock);
 	}
@@ -642,11 +651,12 @@ static int finish(struct recv_run *run)
 	if (atomic_load(&run->stop))
 		return 1;
 	printf("summary engine=%s bytes=%llu seconds=%.3f gbps=%.3f cpu_s_per_gb=%.3f "
-	       "copied=%llu stalls=%llu connections=%u peak_rss_kb=%ld\n",
+	       "copied=%llu mapped=%llu stalls=%llu connections=%u peak_rss_kb=%ld\n",
 	       run->engine, (unsigned long long)bytes, secs,
 	       secs > 0 ? bytes / secs / 1e9 : 0.0,
 	       bytes ? cpu / (bytes / 1e9) : 0.0,
-	       (unsigned long long)run->copied, (unsigned long long)run->stalls,
+	       (unsigned long long)run->copied, (unsigned long long)run->mapped,
+	       (unsigned long long)run->stalls,
 	       atomic_load(&run->ended), peak_rss_kb());
 	fflush(stdout);
 	if (errors) {
@@ -749,6 +759,10 @@ static int parse_args(int argc, char **argv, struct recv_opts *o)
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			fputs(recv_usage, stdout);
 			return 0;
+		}
+		if (!strcmp(argv[i], "--page-aligned")) {
+			o->page_aligned = 1;
+			continue;
 		}
 #define OPT(name) ((r = opt_value("recv", argc, argv, &i, name, &v)) != 0)
 		if (OPT("--listen")) {

@@ -6,6 +6,10 @@
  * the kernel takes less than a chunk, the rest waits for ZC_EV_WRITABLE.
  * After the last byte it shuts its sending side and waits for the
  * receiver to close, so "done" means the receiver has read everything.
+ *
+ * With --zerocopy, sends go through zc_send_zerocopy() from a ring of
+ * ZC_BUFS buffers per connection, in stream order; a buffer is refilled
+ * only after the ZC_EV_SEND_DONE events of all its sends.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +25,7 @@
 
 const char send_usage[] =
 	"usage: zcnet send --connect ADDR:PORT (--bytes N [--pattern] | --file F)\n"
-	"                  [--connections N] [--engine E]\n"
+	"                  [--connections N] [--engine E] [--zerocopy [--page-aligned]]\n"
 	"\n"
 	"Send on N connections at once, each its own copy of the stream, then\n"
 	"wait for the receiver to close each one and print a summary on stdout.\n"
@@ -32,10 +36,16 @@ const char send_usage[] =
 	"  --pattern            the test pattern (a different seed per connection)\n"
 	"  --file F             send the content of F\n"
 	"  --connections N      connections (default 1)\n"
-	"  --engine E           auto (default), uring or socket\n"
+	"  --engine E           auto (default), uring, socket or mmap\n"
+	"  --zerocopy           send without copying (MSG_ZEROCOPY): each buffer is\n"
+	"                       reused only once the kernel says it is done with it\n"
+	"  --page-aligned       one page of payload per TCP segment, so that a\n"
+	"                       `zcnet recv --engine mmap` receiver can map it all\n"
 	"\n"
 	"At the end, one line on stdout:\n"
-	"  summary bytes=N seconds=S gbps=G connections=N\n";
+	"  summary bytes=N seconds=S gbps=G connections=N sends=N send_done=N\n"
+	"          send_copied=N\n"
+	"(send_done: ZC_EV_SEND_DONE events; send_copied: those the kernel copied)\n";
 
 #define CHUNK         (256 * 1024)
 #define MAX_EVENTS    64
@@ -43,6 +53,7 @@ const char send_usage[] =
 #define RETRY_MS      200   /* 10 tries: about 2 s for a receiver to start */
 #define MAX_ATTEMPTS  10
 #define EOF_WAIT_S    30    /* how long the receiver may take to close */
+#define ZC_BUFS       8     /* --zerocopy: buffers per connection */
 
 struct send_opts {
 	const char *connect;
@@ -52,6 +63,7 @@ struct send_opts {
 	const char *file;
 	uint64_t connections;
 	int engine;
+	int zerocopy, page_aligned;
 };
 
 enum conn_state {
@@ -75,6 +87,11 @@ struct sconn {
 	uint64_t sent;
 	char *buf;
 	size_t off, len;    /* buf[off, len) is still to send */
+	/* --zerocopy: ZC_BUFS buffers of CHUNK bytes; buf is bufs + cur * CHUNK */
+	char *bufs;
+	unsigned cur;
+	size_t zlen[ZC_BUFS], zoff[ZC_BUFS];
+	unsigned inflight[ZC_BUFS];
 };
 
 struct send_run {
@@ -83,6 +100,7 @@ struct send_run {
 	struct sconn *conns;
 	unsigned ndone;
 	uint64_t bytes;
+	uint64_t sends, done, done_copied;
 	int failed;
 };
 
@@ -105,7 +123,8 @@ static int conn_fail(struct send_run *s, struct sconn *c, const char *what, int 
 
 static int start_connect(struct send_run *s, struct sconn *c)
 {
-	int err = zc_connect(s->ctx, s->o->connect, &c->h);
+	int err = zc_connect_ex(s->ctx, s->o->connect,
+				s->o->page_aligned ? ZC_PAGE_ALIGNED : 0, &c->h);
 
 	if (err)
 		return conn_fail(s, c, "connect", err);
@@ -149,9 +168,59 @@ static int end_stream(struct send_run *s, struct sconn *c)
 	return 0;
 }
 
+/* --zerocopy: send buffer after buffer, in stream order. */
+static int pump_zc(struct send_run *s, struct sconn *c)
+{
+	while (c->state == SENDING) {
+		unsigned b = c->cur;
+		ssize_t r;
+
+		if (c->zoff[b] == c->zlen[b]) {
+			unsigned next = (b + 1) % ZC_BUFS;
+			int pending = 0;
+
+			if (c->inflight[next])
+				return 0; /* its SEND_DONE events first */
+			c->buf = c->bufs + (size_t)next * CHUNK;
+			r = next_chunk(s, c);
+			if (r < 0) {
+				fprintf(stderr, "zcnet send: read %s: %s\n",
+					s->o->file, strerror((int)-r));
+				s->failed = 1;
+				return -1;
+			}
+			if (r == 0) {
+				for (unsigned i = 0; i < ZC_BUFS; i++)
+					pending += c->inflight[i];
+				/* the end once every buffer is back */
+				return pending ? 0 : end_stream(s, c);
+			}
+			c->cur = b = next;
+			c->zoff[b] = 0;
+			c->zlen[b] = (size_t)r;
+		}
+		r = zc_send_zerocopy(s->ctx, c->h, c->bufs + (size_t)b * CHUNK + c->zoff[b],
+				     c->zlen[b] - c->zoff[b], b);
+		if (r == -EAGAIN)
+			return 0; /* a ZC_EV_WRITABLE event follows */
+		if (r < 0)
+			return conn_fail(s, c, "send to", (int)r);
+		c->zoff[b] += r;
+		c->inflight[b]++;
+		c->sent += r;
+		s->bytes += r;
+		s->sends++;
+		if (c->zoff[b] < c->zlen[b])
+			return 0;
+	}
+	return 0;
+}
+
 /* Send until the kernel takes no more or the stream ends. */
 static int pump(struct send_run *s, struct sconn *c)
 {
+	if (s->o->zerocopy)
+		return pump_zc(s, c);
 	while (c->state == SENDING) {
 		ssize_t r;
 
@@ -176,6 +245,7 @@ static int pump(struct send_run *s, struct sconn *c)
 		c->off += r;
 		c->sent += r;
 		s->bytes += r;
+		s->sends++;
 		if (c->off < c->len)
 			return 0; /* short: a ZC_EV_WRITABLE event follows too */
 	}
@@ -229,6 +299,14 @@ static void on_event(struct send_run *s, const struct zc_event *ev)
 	case ZC_EV_WRITABLE:
 		pump(s, c);
 		break;
+	case ZC_EV_SEND_DONE:
+		if (ev->tag < ZC_BUFS && c->inflight[ev->tag])
+			c->inflight[ev->tag]--;
+		s->done++;
+		if (ev->res == ZC_SEND_COPIED)
+			s->done_copied++;
+		pump(s, c);
+		break;
 	case ZC_EV_EOF:
 		on_eof(s, c);
 		break;
@@ -273,9 +351,18 @@ static int setup_conns(struct send_run *s)
 		c->index = i;
 		c->fd = -1;
 		c->seed = mix64(base + i);
-		c->buf = calloc(1, CHUNK);
-		if (!c->buf)
-			return -ENOMEM;
+		if (o->zerocopy) {
+			/* page-aligned, for the kernel to send from */
+			if (posix_memalign((void **)&c->bufs, 4096, (size_t)ZC_BUFS * CHUNK))
+				return -ENOMEM;
+			memset(c->bufs, 0, (size_t)ZC_BUFS * CHUNK);
+			c->cur = ZC_BUFS - 1;
+			c->buf = c->bufs;
+		} else {
+			c->buf = calloc(1, CHUNK);
+			if (!c->buf)
+				return -ENOMEM;
+		}
 		if (o->file) {
 			c->fd = open(o->file, O_RDONLY | O_CLOEXEC);
 			if (c->fd < 0) {
@@ -293,7 +380,10 @@ static void free_conns(struct send_run *s)
 	if (!s->conns)
 		return;
 	for (unsigned i = 0; i < s->o->connections; i++) {
-		free(s->conns[i].buf);
+		if (s->conns[i].bufs)
+			free(s->conns[i].bufs);
+		else
+			free(s->conns[i].buf);
 		if (s->conns[i].fd >= 0)
 			close(s->conns[i].fd);
 	}
@@ -365,9 +455,12 @@ static int run_send(const struct send_opts *o)
 	free_conns(&s);
 	if (err || s.failed)
 		return 1;
-	printf("summary bytes=%llu seconds=%.3f gbps=%.3f connections=%u\n",
+	printf("summary bytes=%llu seconds=%.3f gbps=%.3f connections=%u sends=%llu "
+	       "send_done=%llu send_copied=%llu\n",
 	       (unsigned long long)s.bytes, secs,
-	       secs > 0 ? s.bytes / secs / 1e9 : 0.0, s.ndone);
+	       secs > 0 ? s.bytes / secs / 1e9 : 0.0, s.ndone,
+	       (unsigned long long)s.sends, (unsigned long long)s.done,
+	       (unsigned long long)s.done_copied);
 	return 0;
 }
 
@@ -385,6 +478,14 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		}
 		if (!strcmp(argv[i], "--pattern")) {
 			o->pattern = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--zerocopy")) {
+			o->zerocopy = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--page-aligned")) {
+			o->page_aligned = 1;
 			continue;
 		}
 #define OPT(name) ((r = opt_value("send", argc, argv, &i, name, &v)) != 0)

@@ -135,10 +135,12 @@ int parse_engine(const char *cmd, const char *s, int allow_plain)
 		return ZC_ENGINE_URING;
 	if (!strcmp(s, "socket"))
 		return ZC_ENGINE_SOCKET;
+	if (!strcmp(s, "mmap"))
+		return ZC_ENGINE_MMAP;
 	if (allow_plain && !strcmp(s, "plain"))
 		return ENGINE_PLAIN;
-	fprintf(stderr, "zcnet %s: --engine '%s': expected auto, uring%s\n",
-		cmd, s, allow_plain ? ", socket or plain" : " or socket");
+	fprintf(stderr, "zcnet %s: --engine '%s': expected auto, uring, socket%s\n",
+		cmd, s, allow_plain ? ", mmap or plain" : " or mmap");
 	return -1;
 }
 
