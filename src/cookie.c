@@ -438,14 +438,14 @@ static void write_direct(zc_ctx *ctx, struct zc_ck *ck)
 	/* The block-aligned part may go straight from the pipe... */
 	while (ck->done < aligned) {
 		n = splice_out(ck, aligned - ck->done);
-		if (n <= 0 || n % DIRECT_ALIGN)
+		if (n <= 0)
 			break;
 		ck->done += (size_t)n;
+		if (n % DIRECT_ALIGN)
+			break; /* off the block grid from here on */
 	}
 	/* ...what is left, or what the kernel refused, through the buffer. */
 	if (ck->done < ck->len && (n >= 0 || n == -EINVAL)) {
-		if (n > 0)
-			ck->done += (size_t)n;
 		n = bounce_out(ctx, ck);
 		if (n > 0)
 			ck->done += (size_t)n;
