@@ -30,19 +30,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "epoll_loop.h"
 #include "tcp_compat.h"
 
 #define RX_BATCH 16          /* pool pieces offered to one readv() */
 #define RX_ROUNDS 8          /* receive calls per connection per wake-up */
-#define ACCEPT_BATCH 64
-#define MAX_EVENTS 256
 #define MAP_CALL_MAX (2u << 20)   /* bytes one TCP_ZEROCOPY_RECEIVE may map */
 #define SLOT_MAX (1u << 20)
 #define PROBE_BYTES (8ull << 20)  /* judge a connection over this much */
@@ -67,7 +64,7 @@ struct mm_conn {
 };
 
 struct mm_engine {
-	int epfd;
+	struct ep_engine ep; /* first: ctx->eng is both */
 	char *area;
 	size_t area_len, slot_size;
 	uint32_t nslots, nfree, ndirty, cursor;
@@ -110,41 +107,6 @@ static struct mm_conn *conn_of(zc_ctx *ctx, struct zc_sock *s, bool fresh)
 	if (fresh)
 		memset(&e->conns[s->idx], 0, sizeof(e->conns[0]));
 	return &e->conns[s->idx];
-}
-
-/* --- epoll, as in the socket engine --- */
-
-static uint32_t wanted(const struct zc_sock *s)
-{
-	uint32_t ev = 0;
-
-	if (s->kind == SK_LISTENER)
-		return s->flags & SF_ACCEPT_WAIT ? 0 : EPOLLIN;
-	if (s->flags & SF_CONNECTING)
-		return EPOLLOUT;
-	if (!(s->flags & SF_RX_DONE) &&
-	    (!(s->flags & SF_STALLED) || (s->flags & SF_TAKING)))
-		ev |= EPOLLIN | EPOLLRDHUP; /* a take needs no pieces */
-	if (s->flags & SF_WANT_WRITE)
-		ev |= EPOLLOUT;
-	return ev;
-}
-
-static int update(zc_ctx *ctx, struct zc_sock *s)
-{
-	struct epoll_event ee = { .events = wanted(s), .data.u64 = zc_handle_of(s) };
-	int op;
-
-	if (ee.events == s->eng_bits)
-		return 0;
-	if (!ee.events)
-		op = EPOLL_CTL_DEL;
-	else
-		op = s->eng_bits ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-	if (epoll_ctl(E(ctx)->epfd, op, s->fd, &ee))
-		return -errno;
-	s->eng_bits = ee.events;
-	return 0;
 }
 
 /* --- the mapping area --- */
@@ -237,6 +199,14 @@ static uint64_t mm_resumable(zc_ctx *ctx)
 
 /* --- set-up --- */
 
+static void receive(zc_ctx *ctx, struct zc_sock *s);
+static void set_features(zc_ctx *ctx);
+
+static int mm_conn_init(zc_ctx *ctx, struct zc_sock *s)
+{
+	return conn_of(ctx, s, true) ? 0 : -ENOMEM;
+}
+
 static void mm_fini(zc_ctx *ctx)
 {
 	struct mm_engine *e = E(ctx);
@@ -245,8 +215,7 @@ static void mm_fini(zc_ctx *ctx)
 		return;
 	if (e->area)
 		munmap(e->area, e->area_len);
-	if (e->epfd >= 0)
-		close(e->epfd);
+	ep_shut(&e->ep);
 	free(e->slots);
 	free(e->conns);
 	free(e->xf);
@@ -289,7 +258,10 @@ static int mm_init(zc_ctx *ctx)
 
 	if (!e)
 		return -ENOMEM;
-	e->epfd = -1;
+	e->ep.epfd = -1;
+	e->ep.receive = receive;
+	e->ep.conn_init = mm_conn_init;
+	e->ep.after_run = set_features;
 	ctx->eng = e;
 	slot = ctx->pool.piece_size / page * page;
 	if (slot < page)
@@ -315,11 +287,9 @@ static int mm_init(zc_ctx *ctx)
 		err = -ENOMEM;
 		goto fail;
 	}
-	e->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (e->epfd < 0) {
-		err = -errno;
+	err = ep_open(&e->ep);
+	if (err)
 		goto fail;
-	}
 	err = map_area(e);
 	if (err)
 		goto fail;
@@ -331,104 +301,6 @@ fail:
 }
 
 /* --- sockets --- */
-
-static int mm_listen(zc_ctx *ctx, struct zc_sock *s, const struct sockaddr *sa,
-		     socklen_t len, unsigned flags)
-{
-	int fd = ks_listen(sa, len, flags | s->open_flags, true), err;
-
-	if (fd < 0)
-		return fd;
-	s->fd = fd;
-	err = update(ctx, s);
-	if (err) {
-		close(fd);
-		s->fd = -1;
-	}
-	return err;
-}
-
-static int mm_connect(zc_ctx *ctx, struct zc_sock *s)
-{
-	int fd;
-
-	if (!conn_of(ctx, s, true))
-		return -ENOMEM;
-	fd = ks_conn_socket(s, true);
-	if (fd < 0)
-		return fd;
-	s->fd = fd;
-	if (connect(fd, (struct sockaddr *)&s->peer, s->peer_len) == 0)
-		zc_emit(ctx, ZC_EV_CONNECTED, s, 0, 0);
-	else if (errno != EINPROGRESS)
-		zc_emit(ctx, ZC_EV_ERROR, s, -errno, 0);
-	return update(ctx, s);
-}
-
-static ssize_t mm_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len)
-{
-	ssize_t n = ks_send(ctx, s, buf, len);
-
-	if (s->flags & SF_WANT_WRITE)
-		update(ctx, s);
-	return n;
-}
-
-static ssize_t mm_send_zc(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len,
-			  uint64_t tag)
-{
-	ssize_t n = ks_send_zc(ctx, s, buf, len, tag);
-
-	if (s->flags & SF_WANT_WRITE)
-		update(ctx, s);
-	return n;
-}
-
-/* Mapped pieces of a closed connection stay valid until released; its
- * socket was never mapped, so it closes (FIN) now. */
-static void mm_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
-{
-	ks_close(ctx, s, abort);
-}
-
-static void mm_resume(zc_ctx *ctx, struct zc_sock *s)
-{
-	update(ctx, s);
-}
-
-static void mm_take(zc_ctx *ctx, struct zc_sock *s)
-{
-	update(ctx, s); /* readable now matters even if stalled */
-}
-
-static void mm_piece_released(zc_ctx *ctx, uint32_t idx)
-{
-	zc_pool_put(&ctx->pool, idx);
-}
-
-static void accept_some(zc_ctx *ctx, struct zc_sock *l)
-{
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct zc_sock *c;
-
-		if (fd < 0) {
-			if (zc_accept_backoff(ctx, l, -errno))
-				update(ctx, l);
-			return;
-		}
-		c = zc_sock_new(ctx, SK_CONN);
-		if (!c || !conn_of(ctx, c, true)) {
-			if (c)
-				zc_sock_free(ctx, c);
-			close(fd);
-			return;
-		}
-		c->fd = fd;
-		zc_emit(ctx, ZC_EV_ACCEPT, c, 0, zc_handle_of(l));
-		update(ctx, c);
-	}
-}
 
 /* --- receiving --- */
 
@@ -549,12 +421,6 @@ static void receive(zc_ctx *ctx, struct zc_sock *s)
 {
 	struct mm_conn *c = conn_of(ctx, s, false);
 
-	if (s->flags & SF_TAKING) {
-		zc_take_step(ctx, s); /* level-triggered: we come back for more */
-		update(ctx, s);
-		return;
-	}
-
 	for (int round = 0; c && round < RX_ROUNDS; round++) {
 		bool drained = false;
 		ssize_t got;
@@ -587,29 +453,6 @@ static void receive(zc_ctx *ctx, struct zc_sock *s)
 		if (drained)
 			break; /* level-triggered epoll says when more comes */
 	}
-	update(ctx, s);
-}
-
-static void on_conn_event(zc_ctx *ctx, struct zc_sock *s, uint32_t ev)
-{
-	if (s->flags & SF_CONNECTING) {
-		int err = 0;
-		socklen_t len = sizeof(err);
-
-		getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		zc_emit(ctx, err ? ZC_EV_ERROR : ZC_EV_CONNECTED, s, -err, 0);
-		update(ctx, s);
-		return;
-	}
-	if ((ev & EPOLLOUT) && (s->flags & SF_WANT_WRITE)) {
-		s->flags &= ~SF_WANT_WRITE;
-		zc_emit(ctx, ZC_EV_WRITABLE, s, 0, 0);
-		update(ctx, s);
-	}
-	if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
-	    (s->flags & (SF_STALLED | SF_TAKING)) != SF_STALLED &&
-	    !(s->flags & SF_RX_DONE))
-		receive(ctx, s);
 }
 
 static void set_features(zc_ctx *ctx)
@@ -621,46 +464,24 @@ static void set_features(zc_ctx *ctx)
 		 e->slot_size >> 10, e->nslots, (unsigned long long)e->fallbacks);
 }
 
-static int mm_run(zc_ctx *ctx, int timeout_ms)
-{
-	struct epoll_event evs[MAX_EVENTS];
-	int n;
-
-	timeout_ms = ks_zc_poll(ctx, timeout_ms);
-	n = epoll_wait(E(ctx)->epfd, evs, MAX_EVENTS, timeout_ms);
-	if (n < 0)
-		return errno == EINTR ? -EINTR : -errno;
-	for (int i = 0; i < n; i++) {
-		struct zc_sock *s = zc_sock_get(ctx, evs[i].data.u64);
-
-		if (!s)
-			continue;
-		if (s->kind == SK_LISTENER)
-			accept_some(ctx, s);
-		else
-			on_conn_event(ctx, s, evs[i].events);
-	}
-	ks_zc_poll(ctx, 0);
-	set_features(ctx);
-	return 0;
-}
-
 const struct zc_engine_ops zc_engine_mmap = {
 	.name = "mmap",
 	.init = mm_init,
 	.fini = mm_fini,
-	.listen = mm_listen,
-	.connect = mm_connect,
-	.send = mm_send,
-	.send_zc = mm_send_zc,
+	.listen = ep_listen,
+	.connect = ep_connect,
+	.send = ep_send,
+	.send_zc = ep_send_zc,
 	.shutdown = ks_shutdown,
 	.local_port = ks_local_port,
-	.close = mm_close,
-	.resume = mm_resume,
-	.piece_released = mm_piece_released,
+	/* A closed connection's mapped pieces stay valid until released;
+	 * its socket was never mapped, so it closes (FIN) at once. */
+	.close = ep_close,
+	.resume = ep_resume,
+	.piece_released = ep_piece_released,
 	.release_foreign = mm_release_foreign,
 	.resumable = mm_resumable,
-	.run = mm_run,
-	.take = mm_take,
+	.run = ep_run,
+	.take = ep_take,
 	.cookie_write = NULL, /* the core writes synchronously */
 };

@@ -6,186 +6,18 @@
  * piece, exactly as with the uring engine; it differs in costing a
  * readiness wake-up plus a readv() per batch instead of a completion.
  * It is the fallback where io_uring is disabled or blocked, and the
- * baseline the uring engine is measured against.
- *
- * Sockets are registered with epoll only while they want something:
- * EPOLLHUP and EPOLLERR cannot be masked, so a stalled or finished
- * connection that stayed registered would wake the loop for ever.
+ * baseline the uring engine is measured against. Everything but the
+ * receive itself is the shared epoll loop (epoll_loop.c).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
-#include "internal.h"
+#include "epoll_loop.h"
 
 #define RX_BATCH 16     /* pieces offered to one readv() */
 #define RX_ROUNDS 4     /* readv() calls per connection per wake-up */
-#define ACCEPT_BATCH 64 /* accepts per listener per wake-up */
-#define MAX_EVENTS 256
-
-
-struct sk_engine {
-	int epfd;
-};
-
-static struct sk_engine *E(zc_ctx *ctx)
-{
-	return ctx->eng;
-}
-
-/* What @s wants from epoll now. */
-static uint32_t wanted(const struct zc_sock *s)
-{
-	uint32_t ev = 0;
-
-	if (s->kind == SK_LISTENER)
-		return s->flags & SF_ACCEPT_WAIT ? 0 : EPOLLIN;
-	if (s->flags & SF_CONNECTING)
-		return EPOLLOUT;
-	if (!(s->flags & SF_RX_DONE) &&
-	    (!(s->flags & SF_STALLED) || (s->flags & SF_TAKING)))
-		ev |= EPOLLIN | EPOLLRDHUP; /* a take needs no pieces */
-	if (s->flags & SF_WANT_WRITE)
-		ev |= EPOLLOUT;
-	return ev;
-}
-
-/* Tell epoll what @s wants, if that changed. s->eng_bits holds the mask
- * registered now; 0 means not in the epoll set. */
-static int update(zc_ctx *ctx, struct zc_sock *s)
-{
-	struct epoll_event ee = { .events = wanted(s), .data.u64 = zc_handle_of(s) };
-	int op;
-
-	if (ee.events == s->eng_bits)
-		return 0;
-	if (!ee.events)
-		op = EPOLL_CTL_DEL;
-	else
-		op = s->eng_bits ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-	if (epoll_ctl(E(ctx)->epfd, op, s->fd, &ee))
-		return -errno;
-	s->eng_bits = ee.events;
-	return 0;
-}
-
-static int sk_init(zc_ctx *ctx)
-{
-	struct sk_engine *e = calloc(1, sizeof(*e));
-
-	if (!e)
-		return -ENOMEM;
-	e->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (e->epfd < 0) {
-		int err = -errno;
-		free(e);
-		return err;
-	}
-	ctx->eng = e;
-	strcpy(ctx->features, "epoll readv");
-	return 0;
-}
-
-static void sk_fini(zc_ctx *ctx)
-{
-	close(E(ctx)->epfd);
-	free(ctx->eng);
-	ctx->eng = NULL;
-}
-
-static int sk_listen(zc_ctx *ctx, struct zc_sock *s, const struct sockaddr *sa,
-		     socklen_t len, unsigned flags)
-{
-	int fd = ks_listen(sa, len, flags, true), err;
-
-	if (fd < 0)
-		return fd;
-	s->fd = fd;
-	err = update(ctx, s);
-	if (err) {
-		close(fd);
-		s->fd = -1;
-	}
-	return err;
-}
-
-static int sk_connect(zc_ctx *ctx, struct zc_sock *s)
-{
-	int fd = ks_conn_socket(s, true);
-
-	if (fd < 0)
-		return fd;
-	s->fd = fd;
-	if (connect(fd, (struct sockaddr *)&s->peer, s->peer_len) == 0)
-		zc_emit(ctx, ZC_EV_CONNECTED, s, 0, 0);
-	else if (errno != EINPROGRESS)
-		zc_emit(ctx, ZC_EV_ERROR, s, -errno, 0);
-	return update(ctx, s);
-}
-
-static ssize_t sk_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len)
-{
-	ssize_t n = ks_send(ctx, s, buf, len);
-
-	if (s->flags & SF_WANT_WRITE)
-		update(ctx, s);
-	return n;
-}
-
-static ssize_t sk_send_zc(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len,
-			  uint64_t tag)
-{
-	ssize_t n = ks_send_zc(ctx, s, buf, len, tag);
-
-	if (s->flags & SF_WANT_WRITE)
-		update(ctx, s);
-	return n;
-}
-
-static void sk_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
-{
-	ks_close(ctx, s, abort); /* also leaves the epoll set */
-}
-
-static void sk_resume(zc_ctx *ctx, struct zc_sock *s)
-{
-	update(ctx, s);
-}
-
-static void sk_take(zc_ctx *ctx, struct zc_sock *s)
-{
-	update(ctx, s); /* readable now matters even if stalled */
-}
-
-static void sk_piece_released(zc_ctx *ctx, uint32_t idx)
-{
-	zc_pool_put(&ctx->pool, idx);
-}
-
-static void accept_some(zc_ctx *ctx, struct zc_sock *l)
-{
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct zc_sock *c;
-
-		if (fd < 0) {
-			if (zc_accept_backoff(ctx, l, -errno))
-				update(ctx, l);
-			return; /* EAGAIN, or a connection that died in the backlog */
-		}
-		c = zc_sock_new(ctx, SK_CONN);
-		if (!c) {
-			close(fd);
-			return;
-		}
-		c->fd = fd;
-		zc_emit(ctx, ZC_EV_ACCEPT, c, 0, zc_handle_of(l));
-		update(ctx, c);
-	}
-}
 
 /* Give back the pieces of @f from @from on that readv() left unused, in
  * reverse, so that the next readv() gets the same (cache-warm) ones first. */
@@ -229,12 +61,6 @@ static void receive(zc_ctx *ctx, struct zc_sock *s)
 {
 	size_t full = RX_BATCH * ctx->pool.piece_size;
 
-	if (s->flags & SF_TAKING) {
-		zc_take_step(ctx, s); /* level-triggered: we come back for more */
-		update(ctx, s);
-		return;
-	}
-
 	for (int round = 0; round < RX_ROUNDS; round++) {
 		ssize_t got = read_batch(ctx, s);
 
@@ -251,68 +77,47 @@ static void receive(zc_ctx *ctx, struct zc_sock *s)
 		if ((size_t)got < full)
 			break; /* drained for now; level-triggered epoll says when more */
 	}
-	update(ctx, s);
 }
 
-static void on_conn_event(zc_ctx *ctx, struct zc_sock *s, uint32_t ev)
+static int sk_init(zc_ctx *ctx)
 {
-	if (s->flags & SF_CONNECTING) {
-		int err = 0;
-		socklen_t len = sizeof(err);
+	struct ep_engine *e = calloc(1, sizeof(*e));
+	int err;
 
-		getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		zc_emit(ctx, err ? ZC_EV_ERROR : ZC_EV_CONNECTED, s, -err, 0);
-		update(ctx, s);
-		return;
+	if (!e)
+		return -ENOMEM;
+	e->receive = receive;
+	err = ep_open(e);
+	if (err) {
+		free(e);
+		return err;
 	}
-	if ((ev & EPOLLOUT) && (s->flags & SF_WANT_WRITE)) {
-		s->flags &= ~SF_WANT_WRITE;
-		zc_emit(ctx, ZC_EV_WRITABLE, s, 0, 0);
-		update(ctx, s);
-	}
-	if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
-	    (s->flags & (SF_STALLED | SF_TAKING)) != SF_STALLED &&
-	    !(s->flags & SF_RX_DONE))
-		receive(ctx, s);
-}
-
-static int sk_run(zc_ctx *ctx, int timeout_ms)
-{
-	struct epoll_event evs[MAX_EVENTS];
-	int n;
-
-	timeout_ms = ks_zc_poll(ctx, timeout_ms);
-	n = epoll_wait(E(ctx)->epfd, evs, MAX_EVENTS, timeout_ms);
-	if (n < 0)
-		return errno == EINTR ? -EINTR : -errno;
-	for (int i = 0; i < n; i++) {
-		struct zc_sock *s = zc_sock_get(ctx, evs[i].data.u64);
-
-		if (!s)
-			continue; /* closed earlier in this batch */
-		if (s->kind == SK_LISTENER)
-			accept_some(ctx, s);
-		else
-			on_conn_event(ctx, s, evs[i].events);
-	}
-	ks_zc_poll(ctx, 0); /* completions that came meanwhile (EPOLLERR) */
+	ctx->eng = e;
+	strcpy(ctx->features, "epoll readv");
 	return 0;
+}
+
+static void sk_fini(zc_ctx *ctx)
+{
+	ep_shut(ctx->eng);
+	free(ctx->eng);
+	ctx->eng = NULL;
 }
 
 const struct zc_engine_ops zc_engine_socket = {
 	.name = "socket",
 	.init = sk_init,
 	.fini = sk_fini,
-	.listen = sk_listen,
-	.connect = sk_connect,
-	.send = sk_send,
-	.send_zc = sk_send_zc,
+	.listen = ep_listen,
+	.connect = ep_connect,
+	.send = ep_send,
+	.send_zc = ep_send_zc,
 	.shutdown = ks_shutdown,
 	.local_port = ks_local_port,
-	.close = sk_close,
-	.resume = sk_resume,
-	.piece_released = sk_piece_released,
-	.run = sk_run,
-	.take = sk_take,
+	.close = ep_close,
+	.resume = ep_resume,
+	.piece_released = ep_piece_released,
+	.run = ep_run,
+	.take = ep_take,
 	.cookie_write = NULL, /* the core writes synchronously */
 };
