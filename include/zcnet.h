@@ -103,6 +103,15 @@ struct zc_config {
 	size_t pool_size;
 	unsigned flags; /**< ZC_CFG_* */
 	/**
+	 * uring engine: let one wait gather completions for up to this many
+	 * microseconds once the first is in (Linux 6.12's min_wait), so the
+	 * thread is not woken for every packet. Trades up to that much added
+	 * latency for CPU: on a 2-vCPU VM, 200 us cut receiver CPU per GB by
+	 * about a third on a bulk stream. 0 (default): off. Ignored where the
+	 * kernel lacks it (zc_engine_features() then shows no "min_wait").
+	 */
+	unsigned batch_usec;
+	/**
 	 * mmap engine: bytes of the mapping area, the most mapped payload
 	 * the application can hold at once (the mapping budget). When every
 	 * part of it is held, receiving stops as when the pool runs dry.

@@ -67,6 +67,7 @@ ZC_EXPORT int zc_ctx_create(const struct zc_config *ucfg, zc_ctx **out)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->cfg_flags = cfg.flags;
+	ctx->batch_usec = cfg.batch_usec;
 	ctx->map_size = cfg.map_size ? cfg.map_size : DEFAULT_MAP_SIZE;
 	err = zc_pool_init(&ctx->pool, &cfg);
 	if (err)

@@ -33,6 +33,7 @@
 #define SQ_ENTRIES 256
 #define CQ_ENTRIES 8192
 #define BGID 0
+#define WAIT_BATCH 64 /* completions a batched wait asks for */
 /* Bytes of pieces lent to the ring at first; more on demand (see refill). */
 #define RING_DEPTH_BYTES (1u << 20)
 
@@ -56,6 +57,8 @@ struct ur_engine {
 	uint32_t posted;     /* pieces in the ring now */
 	uint32_t depth;      /* pieces refill() keeps in the ring */
 	bool ring_ok, bundle, multishot, multishot_accept, defer_taskrun;
+	unsigned batch;       /* completions a wait asks for (min_wait) */
+	unsigned min_wait_us; /* ... but no longer than this once one is in */
 };
 
 static struct ur_engine *E(zc_ctx *ctx)
@@ -95,11 +98,12 @@ static void set_features(zc_ctx *ctx)
 {
 	struct ur_engine *e = E(ctx);
 
-	snprintf(ctx->features, sizeof(ctx->features), "buf_ring%s%s%s%s",
+	snprintf(ctx->features, sizeof(ctx->features), "buf_ring%s%s%s%s%s",
 		 e->multishot ? " multishot" : " oneshot",
 		 e->bundle ? " bundle" : "",
 		 e->multishot_accept ? " multishot_accept" : "",
-		 e->defer_taskrun ? " defer_taskrun" : "");
+		 e->defer_taskrun ? " defer_taskrun" : "",
+		 e->batch ? " min_wait" : "");
 }
 
 /* Lend piece @idx to the kernel: append it to the buffer ring. */
@@ -236,6 +240,11 @@ static int ur_init(zc_ctx *ctx)
 		    !(ctx->cfg_flags & ZC_CFG_NO_BUNDLE);
 	e->multishot = !(ctx->cfg_flags & ZC_CFG_NO_MULTISHOT);
 	e->multishot_accept = e->multishot;
+	if (ctx->batch_usec && e->defer_taskrun &&
+	    (e->ring.features & IORING_FEAT_MIN_TIMEOUT)) {
+		e->batch = WAIT_BATCH;
+		e->min_wait_us = ctx->batch_usec;
+	}
 	set_features(ctx);
 	return 0;
 fail:
@@ -664,13 +673,45 @@ static void on_cqe(zc_ctx *ctx, const struct io_uring_cqe *cqe)
 }
 
 /* Submit what is queued and wait for at least one completion. */
+/*
+ * Wait for up to BATCH completions but at most MIN_WAIT_US once one is
+ * there (Linux 6.12's min_wait): with DEFER_TASKRUN the kernel then does
+ * not wake the thread for every packet, and on machines where a context
+ * switch is dear that is most of the receive cost.
+ */
+static int wait_batched(struct ur_engine *e, int timeout_ms)
+{
+	struct __kernel_timespec ts;
+	struct zc_getevents_arg arg = { .sigmask_sz = _NSIG / 8,
+					.min_wait_usec = e->min_wait_us };
+	int ret;
+
+	if (io_uring_sq_ready(&e->ring)) {
+		ret = io_uring_submit(&e->ring);
+		if (ret < 0)
+			return ret;
+	}
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+		arg.ts = (uint64_t)(uintptr_t)&ts;
+	}
+	/* liburing returns the kernel's -errno; -ETIME is the time-out. */
+	ret = io_uring_enter2(e->ring.ring_fd, 0, e->batch,
+			      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+			      (sigset_t *)&arg, sizeof(arg));
+	return ret == -ETIME || ret >= 0 ? 0 : ret;
+}
+
 static int submit_and_wait(struct ur_engine *e, int timeout_ms)
 {
 	struct io_uring_cqe *cqe;
 	struct __kernel_timespec ts;
 	int ret;
 
-	if (timeout_ms == 0)
+	if (timeout_ms != 0 && e->batch > 1 && !io_uring_cq_ready(&e->ring))
+		ret = wait_batched(e, timeout_ms);
+	else if (timeout_ms == 0)
 		ret = io_uring_submit_and_get_events(&e->ring);
 	else if (timeout_ms < 0)
 		ret = io_uring_submit_and_wait(&e->ring, 1);

@@ -153,6 +153,7 @@ struct zc_ctx {
 	void *eng;           /* the engine's private state */
 	char features[96];   /* zc_engine_features() */
 	unsigned cfg_flags;  /* ZC_CFG_* */
+	unsigned batch_usec; /* zc_config.batch_usec */
 	size_t map_size;     /* zc_config.map_size */
 	struct zc_pool pool;
 

@@ -21,5 +21,17 @@
 #ifndef IORING_ASYNC_CANCEL_FD
 #define IORING_ASYNC_CANCEL_FD (1U << 1)
 #endif
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)     /* params.features, 6.12 */
+#endif
+
+/* struct io_uring_getevents_arg as of Linux 6.12, with min_wait_usec
+ * where older headers have a pad field. */
+struct zc_getevents_arg {
+	__u64 sigmask;
+	__u32 sigmask_sz;
+	__u32 min_wait_usec;
+	__u64 ts;
+};
 
 #endif

@@ -46,6 +46,8 @@ const char recv_usage[] =
 	"  --connections N      connections to receive before exiting (default 1)\n"
 	"  --verify pattern     check the stream of `zcnet send --pattern`\n"
 	"  --hold-ms N          keep each piece N ms before releasing it\n"
+	"  --batch-us N         uring: gather completions up to N us per wait\n"
+	"                       (less CPU, up to N us more latency; default 0)\n"
 	"  --out FILE           write the stream to FILE (one connection only)\n"
 	"\n"
 	"--engine plain uses one thread per connection and a 256 KiB buffer;\n"
@@ -66,7 +68,7 @@ const char recv_usage[] =
 struct recv_opts {
 	const char *listen;
 	int engine;                 /* enum zc_engine_kind or ENGINE_PLAIN */
-	uint64_t pool_mb, piece_kb, threads, connections, hold_ms;
+	uint64_t pool_mb, piece_kb, threads, connections, hold_ms, batch_us;
 	int verify;
 	int page_aligned;
 	const char *out;
@@ -408,6 +410,7 @@ static int thread_setup(struct rthread *t)
 	cfg.engine = o->engine;
 	cfg.pool_size = o->pool_mb << 20;
 	cfg.piece_size = o->piece_kb << 10;
+	cfg.batch_usec = (unsigned)o->batch_us;
 	err = zc_ctx_create(&cfg, &t->ctx);
 	if (err) {
 		fail(t->run, "engine %s with a %llu MiB pool of %llu KiB pieces: %s",
@@ -784,6 +787,10 @@ static int parse_args(int argc, char **argv, struct recv_opts *o)
 				r = -1;
 		} else if (OPT("--hold-ms")) {
 			if (r > 0 && parse_uint("recv", "--hold-ms", v, 0, 3600000, &hold))
+				r = -1;
+		} else if (OPT("--batch-us")) {
+			if (r > 0 && parse_uint("recv", "--batch-us", v, 0, 1000000,
+						&o->batch_us))
 				r = -1;
 		} else if (OPT("--verify")) {
 			if (r > 0 && strcmp(v, "pattern")) {
