@@ -367,7 +367,10 @@ int zc_release(zc_ctx *ctx, const struct zc_piece *p);
  * cookie, without copying them into the application. The bytes are taken
  * in stream order: every DATA event for earlier bytes comes before the
  * ZC_EV_TAKEN event, and later DATA events start after the cookie's last
- * byte; pieces and takes may be mixed freely. *@out names the cookie at
+ * byte; pieces and takes may be mixed freely. After ZC_EV_TAKEN the
+ * connection receives into pieces again only from the next zc_wait() on,
+ * so a zc_take() made while handling the event continues exactly where the
+ * cookie ended, with no pieces in between. *@out names the cookie at
  * once; ZC_EV_TAKEN reports, in @bytes, how many it holds: @len, or fewer
  * at the end of the stream (an EOF event follows), or res < 0 on error (the
  * cookie is then freed). One take at a time per connection.

@@ -57,6 +57,8 @@ struct ur_engine {
 	uint32_t posted;     /* pieces in the ring now */
 	uint32_t depth;      /* pieces refill() keeps in the ring */
 	bool ring_ok, bundle, multishot, multishot_accept, defer_taskrun;
+	zc_handle *later;     /* connections to receive again at the next run */
+	uint32_t nlater, caplater;
 	unsigned batch;       /* completions a wait asks for (min_wait) */
 	unsigned min_wait_us; /* ... but no longer than this once one is in */
 };
@@ -217,6 +219,7 @@ static void ur_fini(zc_ctx *ctx)
 	free(e->slot_bid);
 	free(e->bid_slot);
 	free(e->fills);
+	free(e->later);
 	free(e);
 	ctx->eng = NULL;
 }
@@ -578,6 +581,43 @@ static void on_pollout(zc_ctx *ctx, uint64_t ud)
 	}
 }
 
+/*
+ * A take ended: receive into pieces again, but only from the next run on.
+ * The application sees ZC_EV_TAKEN first and may take again at once; a
+ * receive armed now would be submitted ahead of that take and could put
+ * the bytes it wants into pieces.
+ */
+static void receive_later(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct ur_engine *e = E(ctx);
+
+	if (e->nlater == e->caplater) {
+		uint32_t cap = e->caplater ? e->caplater * 2 : 16;
+		zc_handle *n = realloc(e->later, cap * sizeof(*n));
+
+		if (!n) { /* no room to wait: receive now */
+			rearm_or_stall(ctx, s);
+			return;
+		}
+		e->later = n;
+		e->caplater = cap;
+	}
+	e->later[e->nlater++] = zc_handle_of(s);
+}
+
+static void receive_again(zc_ctx *ctx)
+{
+	struct ur_engine *e = E(ctx);
+
+	for (uint32_t i = 0; i < e->nlater; i++) {
+		struct zc_sock *s = zc_sock_get(ctx, e->later[i]);
+
+		if (s)
+			rearm_or_stall(ctx, s); /* not if it is taking again */
+	}
+	e->nlater = 0;
+}
+
 /* The socket is readable for a pending take (or hung up). */
 static void on_take(zc_ctx *ctx, uint64_t ud)
 {
@@ -591,7 +631,7 @@ static void on_take(zc_ctx *ctx, uint64_t ud)
 	if (zc_take_step(ctx, s))
 		arm_take(ctx, s);
 	else
-		rearm_or_stall(ctx, s);
+		receive_later(ctx, s);
 }
 
 static uint64_t ck_ud(const struct zc_ck *ck)
@@ -732,6 +772,7 @@ static int ur_run(zc_ctx *ctx, int timeout_ms)
 	unsigned head, seen = 0;
 	int ret;
 
+	receive_again(ctx);
 	refill(ctx);
 	/* Zero-copy send completions: looked for on every run, and at least
 	 * every millisecond while sends are in flight (see ksock.c). */

@@ -381,6 +381,63 @@ static void test_eof_inside_take(void **state)
 	zc_ctx_destroy(ctx);
 }
 
+/* Takes made while handling ZC_EV_TAKEN continue where the cookie ended:
+ * once taking has begun, no pieces come in between. */
+static void test_back_to_back_takes(void **state)
+{
+	struct h_sender snd = { .nconns = 1, .bytes = 8 * MiB + 12345, .seed = 16 };
+	uint64_t deadline = h_deadline_ms(60000), before = 0, taken = 0;
+	struct zc_event ev[8];
+	unsigned ntaken = 0;
+	bool eof = false;
+	zc_handle l, conn = 0;
+	zc_cookie c;
+	zc_ctx *ctx;
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	snd.port = (uint16_t)zc_local_port(ctx, l);
+	assert_int_equal(h_sender_start(&snd), 0);
+	while (!eof && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 8, 100);
+
+		for (int i = 0; i < n; i++) {
+			switch (ev[i].type) {
+			case ZC_EV_ACCEPT:
+				conn = ev[i].conn;
+				assert_int_equal(zc_take(ctx, conn, 100000, &c), 0);
+				break;
+			case ZC_EV_DATA: /* only before the first take began */
+				assert_int_equal(ntaken, 0);
+				before += ev[i].bytes;
+				for (unsigned j = 0; j < ev[i].npieces; j++)
+					zc_release(ctx, &ev[i].pieces[j]);
+				break;
+			case ZC_EV_TAKEN:
+				assert_int_equal(ev[i].res, 0);
+				assert_int_equal(ev[i].offset, before + taken);
+				taken += ev[i].bytes;
+				ntaken++;
+				assert_int_equal(zc_cookie_free(ctx, ev[i].cookie), 0);
+				if (ev[i].bytes == 100000)
+					assert_int_equal(zc_take(ctx, conn, 100000, &c), 0);
+				break;
+			case ZC_EV_EOF:
+				eof = true;
+				break;
+			default:
+				fail_msg("unexpected event %d", ev[i].type);
+			}
+		}
+	}
+	assert_true(eof);
+	assert_int_equal(h_sender_join(&snd), 0);
+	assert_int_equal(before + taken, snd.bytes);
+	print_message("%s: %llu bytes as pieces first, then %u takes\n", engine,
+		      (unsigned long long)before, ntaken);
+	zc_ctx_destroy(ctx);
+}
+
 static void test_bad_calls(void **state)
 {
 	zc_ctx *ctx;
@@ -451,6 +508,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_cookies_to_socket),
 		cmocka_unit_test(test_free_unwritten),
 		cmocka_unit_test(test_eof_inside_take),
+		cmocka_unit_test(test_back_to_back_takes),
 		cmocka_unit_test(test_bad_calls),
 		cmocka_unit_test(test_pending_take),
 	};
