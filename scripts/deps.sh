@@ -4,7 +4,9 @@
 # (not even `apt-get update`) when everything is present.
 set -euo pipefail
 
-pkgs=(gcc make cmake pkg-config liburing-dev libcmocka-dev iproute2 procps)
+# nftables, clang and libbpf-dev (bpf_helpers.h): the impaired-link test.
+pkgs=(gcc make cmake pkg-config liburing-dev libcmocka-dev iproute2 procps
+	nftables clang libbpf-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
