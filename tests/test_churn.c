@@ -582,7 +582,10 @@ static void test_churn_leaves_nothing_behind(void **state)
 	 * 0 or 1 pipe (2 descriptors) is kept, whichever came last */
 	assert_true(fd_end.pipes <= fd_warm.pipes + 2 && fd_end.pipes + 2 >= fd_warm.pipes);
 	assert_int_equal(fd_after.total, fd0.total);
-	assert_true(rss_end <= rss_warm + RSS_SLACK);
+	/* under valgrind, RSS is mostly valgrind's (its own leak check
+	 * stands in) */
+	if (!strstr(getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "", "vgpreload"))
+		assert_true(rss_end <= rss_warm + RSS_SLACK);
 	h_recv_fini(&R.r, true);
 }
 
