@@ -372,8 +372,10 @@ int zc_release(zc_ctx *ctx, const struct zc_piece *p);
  * so a zc_take() made while handling the event continues exactly where the
  * cookie ended, with no pieces in between. *@out names the cookie at
  * once; ZC_EV_TAKEN reports, in @bytes, how many it holds: @len, or fewer
- * at the end of the stream (an EOF event follows), or res < 0 on error (the
- * cookie is then freed). One take at a time per connection.
+ * at the end of the stream (an EOF event follows) or when the pipe ran out
+ * of room first (it holds a fragment per slot; take again for the rest),
+ * or res < 0 on error (the
+ * event still names the cookie, which is then already freed). One take at a time per connection.
  * Returns 0, -EBADF, -EINVAL (@len out of range, @out NULL), -EBUSY (a
  * take is already pending), -ENOMEM / -EMFILE (no pipe for the cookie).
  */

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian (bookworm) packages zcnet needs to build, test and
-# benchmark. Idempotent: it installs only what is missing, and does nothing
+# benchmark (and any package named on the command line). Idempotent: it installs only what is missing, and does nothing
 # (not even `apt-get update`) when everything is present.
 set -euo pipefail
 
-pkgs=(gcc make cmake pkg-config liburing-dev libcmocka-dev iproute2 procps)
+# nftables, clang and libbpf-dev (bpf_helpers.h): the impaired-link test.
+pkgs=(gcc make cmake pkg-config liburing-dev libcmocka-dev iproute2 procps
+	nftables clang libbpf-dev "$@") # extra packages: `deps.sh valgrind`
 
 missing=()
 for p in "${pkgs[@]}"; do

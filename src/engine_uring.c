@@ -375,6 +375,7 @@ static ssize_t ur_send_zc(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_
 static void ur_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 {
 	struct ur_engine *e = E(ctx);
+	bool cancelled = false;
 
 	if ((s->flags & (SF_RX_ARMED | SF_CONNECTING)) ||
 	    (s->eng_bits & (POLL_ARMED | ACCEPT_ARMED | TAKE_ARMED))) {
@@ -386,9 +387,15 @@ static void ur_close(zc_ctx *ctx, struct zc_sock *s, bool abort)
 			io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
 			io_uring_sqe_set_data64(sqe, (uint64_t)OP_CANCEL << 56);
 			io_uring_submit(&e->ring);
+			cancelled = true;
 		}
 	}
 	ks_close(ctx, s, abort);
+	/* The cancelled requests hold the socket until their completion
+	 * work runs, which DEFER_TASKRUN keeps for the next wait: run it
+	 * now, or the peer would see no end (FIN or RST) until then. */
+	if (cancelled && e->defer_taskrun)
+		io_uring_get_events(&e->ring);
 }
 
 static void ur_resume(zc_ctx *ctx, struct zc_sock *s)

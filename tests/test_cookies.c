@@ -419,7 +419,9 @@ static void test_back_to_back_takes(void **state)
 				taken += ev[i].bytes;
 				ntaken++;
 				assert_int_equal(zc_cookie_free(ctx, ev[i].cookie), 0);
-				if (ev[i].bytes == 100000)
+				/* short: the end of the stream, or the pipe ran
+				 * out of slots; take on until a 0-byte cookie */
+				if (ev[i].bytes)
 					assert_int_equal(zc_take(ctx, conn, 100000, &c), 0);
 				break;
 			case ZC_EV_EOF:
