@@ -180,28 +180,29 @@ void zc_cookies_fini(zc_ctx *ctx)
 
 /* --- taking --- */
 
-/* The take of @s is over: report it with @res (0 or -errno). */
+/* The take of @s is over: report it with @res (0 or -errno). The event
+ * names the cookie either way; after an error it is already freed. */
 static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 {
+	zc_cookie h = ck->orphan ? 0 : handle_of(ck); /* freed by the app: unnamed */
+	size_t len = ck->len;
 	struct zc_event *ev;
 
 	s->flags &= ~SF_TAKING;
 	s->take = 0;
 	ck->off0 = s->rx_off;
-	s->rx_off += ck->len;
-	s->st.bytes_taken += ck->len;
-	ctx->st.bytes_taken += ck->len;
-	if (ck->orphan || res) {
+	s->rx_off += len;
+	s->st.bytes_taken += len;
+	ctx->st.bytes_taken += len;
+	if (ck->orphan || res)
 		ck_free(ctx, ck);
-		ck = NULL;
-	} else {
+	else
 		ck->state = CK_TAKEN;
-	}
 	ev = zc_emit_ev(ctx, ZC_EV_TAKEN, s);
 	if (ev) {
-		ev->cookie = ck ? handle_of(ck) : 0;
-		ev->bytes = ck ? ck->len : 0;
-		ev->offset = s->rx_off - (ck ? ck->len : 0);
+		ev->cookie = h;
+		ev->bytes = res ? 0 : len;
+		ev->offset = s->rx_off - len;
 		ev->res = res;
 	}
 }
