@@ -20,6 +20,7 @@
  * accept by falling back to one-shot operations if the kernel rejects them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,9 @@
 #define CQ_ENTRIES 8192
 #define BGID 0
 #define WAIT_BATCH 64 /* completions a batched wait asks for */
+/* Connections are non-blocking: io_uring does not care, and a take's
+ * splice() from the socket must never put the thread to sleep. */
+#define ACCEPT_FLAGS (SOCK_CLOEXEC | SOCK_NONBLOCK)
 /* Bytes of pieces lent to the ring at first; more on demand (see refill). */
 #define RING_DEPTH_BYTES (1u << 20)
 
@@ -288,9 +292,9 @@ static void arm_accept(zc_ctx *ctx, struct zc_sock *l)
 	if (!sqe)
 		return;
 	if (e->multishot_accept)
-		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, ACCEPT_FLAGS);
 	else
-		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+		io_uring_prep_accept(sqe, l->fd, NULL, NULL, ACCEPT_FLAGS);
 	io_uring_sqe_set_data64(sqe, ud_of(OP_ACCEPT, l));
 	l->eng_bits |= ACCEPT_ARMED;
 }
@@ -571,6 +575,9 @@ static void on_connect(zc_ctx *ctx, uint64_t ud, int res)
 		zc_emit(ctx, ZC_EV_ERROR, s, res, 0);
 		return;
 	}
+	/* Connected through io_uring on a blocking socket; from now on it is
+	 * non-blocking like an accepted one (see ACCEPT_FLAGS). */
+	fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
 	zc_emit(ctx, ZC_EV_CONNECTED, s, 0, 0);
 	arm_recv(ctx, s);
 }
