@@ -211,7 +211,7 @@ ZC_EXPORT int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out)
 {
 	struct zc_sock *s = zc_sock_get(ctx, conn);
 	struct zc_ck *ck;
-	int err, fl;
+	int err;
 
 	if (!s || s->kind != SK_CONN)
 		return -EBADF;
@@ -225,10 +225,10 @@ ZC_EXPORT int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out)
 	if (err)
 		return err;
 	ck->state = CK_TAKING;
-	ck->want = len;
-	fl = fcntl(ck->pw, F_GETPIPE_SZ);
-	if (fl > 0 && (size_t)fl < len)
-		ck->want = (size_t)fl; /* the pipe holds no more */
+	/* Counted from what the application has seen: bytes in flight to it
+	 * (DATA events not yet delivered, a receive the engine is stopping)
+	 * come before the cookie and shorten it. */
+	ck->end = s->seen_off + len;
 	ck->conn = conn;
 	s->take = handle_of(ck);
 	s->flags |= SF_TAKING;
@@ -247,6 +247,14 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 	if (!ck) { /* freed under us: cannot happen, zc_cookie_free orphans */
 		s->flags &= ~SF_TAKING;
 		return 0;
+	}
+	if (!ck->started) { /* the engine's receive is done: where are we? */
+		int cap = fcntl(ck->pw, F_GETPIPE_SZ);
+
+		ck->started = true;
+		ck->want = ck->end > s->rx_off ? (size_t)(ck->end - s->rx_off) : 0;
+		if (cap > 0 && (size_t)cap < ck->want)
+			ck->want = (size_t)cap; /* the pipe holds no more */
 	}
 	while (ck->len < ck->want) {
 		ssize_t n = splice(s->fd, NULL, ck->pw, NULL, ck->want - ck->len,

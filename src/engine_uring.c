@@ -476,11 +476,25 @@ static void arm_take(zc_ctx *ctx, struct zc_sock *s)
 	s->eng_bits |= TAKE_ARMED;
 }
 
+static void receive_later(zc_ctx *ctx, struct zc_sock *s);
+
+/* Splice what is there; wait for more, or receive again once done. The
+ * socket is non-blocking, so this may run before it is readable (a take
+ * that what the application had not yet seen already covered needs no
+ * more bytes at all). */
+static void take_now(zc_ctx *ctx, struct zc_sock *s)
+{
+	if (zc_take_step(ctx, s))
+		arm_take(ctx, s);
+	else
+		receive_later(ctx, s);
+}
+
 /* The receive of @s is no longer in flight: take, or receive again. */
 static void recv_ended(zc_ctx *ctx, struct zc_sock *s)
 {
 	if (s->flags & SF_TAKING)
-		arm_take(ctx, s);
+		take_now(ctx, s);
 	else
 		rearm_or_stall(ctx, s);
 }
@@ -492,7 +506,7 @@ static void ur_take(zc_ctx *ctx, struct zc_sock *s)
 	struct io_uring_sqe *sqe;
 
 	if (!(s->flags & SF_RX_ARMED)) {
-		arm_take(ctx, s);
+		take_now(ctx, s);
 		return;
 	}
 	sqe = get_sqe(E(ctx));
@@ -640,12 +654,8 @@ static void on_take(zc_ctx *ctx, uint64_t ud)
 	if (!s)
 		return;
 	s->eng_bits &= ~TAKE_ARMED;
-	if (!(s->flags & SF_TAKING))
-		return;
-	if (zc_take_step(ctx, s))
-		arm_take(ctx, s);
-	else
-		receive_later(ctx, s);
+	if (s->flags & SF_TAKING)
+		take_now(ctx, s);
 }
 
 static uint64_t ck_ud(const struct zc_ck *ck)

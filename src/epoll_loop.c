@@ -132,7 +132,11 @@ void ep_resume(zc_ctx *ctx, struct zc_sock *s)
 
 void ep_take(zc_ctx *ctx, struct zc_sock *s)
 {
-	ep_update(ctx, s); /* readable now matters even if stalled */
+	/* What is there already (or nothing, if what the application had
+	 * not yet seen covered the take); then readable matters even when
+	 * stalled. */
+	zc_take_step(ctx, s);
+	ep_update(ctx, s);
 }
 
 void ep_piece_released(zc_ctx *ctx, uint32_t idx)

@@ -223,6 +223,8 @@ unsigned zc_deliver(zc_ctx *ctx, struct zc_event *evs, unsigned max)
 			evs[n].pieces = &ctx->pieces[qe->piece_first];
 			count_delivery(ctx, s, qe);
 		}
+		if (qe->ev.type == ZC_EV_DATA || qe->ev.type == ZC_EV_TAKEN)
+			s->seen_off = qe->ev.offset + qe->ev.bytes;
 		if (evs[n++].type == ZC_EV_ACCEPT)
 			break; /* let zc_set_user() apply to what follows */
 	}

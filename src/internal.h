@@ -38,6 +38,7 @@ struct zc_sock {
 	int fd;          /* kernel engines: the socket; -1 otherwise */
 	void *user;
 	uint64_t rx_off; /* stream offset of the next byte to deliver */
+	uint64_t seen_off; /* ... and of the next byte not yet delivered */
 	struct zc_stats st;
 	struct sockaddr_storage peer; /* zc_connect() target */
 	socklen_t peer_len;
@@ -56,7 +57,9 @@ struct zc_ck {
 	uint32_t idx, gen;
 	bool orphan;     /* freed by the application while in flight */
 	int pr, pw;      /* the pipe's read and write ends */
-	size_t want;     /* take: bytes asked for */
+	uint64_t end;    /* take: stream offset it ends at */
+	bool started;    /* take: splicing has begun (want is known) */
+	size_t want;     /* take: bytes to splice */
 	size_t len;      /* bytes it holds */
 	zc_handle conn;  /* the connection it was taken from */
 	uint64_t off0;   /* stream offset of its first byte */

@@ -419,10 +419,11 @@ static void test_back_to_back_takes(void **state)
 				taken += ev[i].bytes;
 				ntaken++;
 				assert_int_equal(zc_cookie_free(ctx, ev[i].cookie), 0);
-				/* short: the end of the stream, or the pipe ran
-				 * out of slots; take on until a 0-byte cookie */
-				if (ev[i].bytes)
-					assert_int_equal(zc_take(ctx, conn, 100000, &c), 0);
+				/* Short: the end of the stream (EOF follows), the
+				 * pipe ran out of slots, or bytes in flight to us
+				 * covered part of it (they came as DATA first).
+				 * Take on regardless; the EOF ends the loop. */
+				assert_int_equal(zc_take(ctx, conn, 100000, &c), 0);
 				break;
 			case ZC_EV_EOF:
 				eof = true;
