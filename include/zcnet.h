@@ -364,7 +364,10 @@ int zc_release(zc_ctx *ctx, const struct zc_piece *p);
 
 /**
  * Detach the next @len bytes (1 .. ZC_COOKIE_MAX) of @conn's stream as a
- * cookie, without copying them into the application. The bytes are taken
+ * cookie, without copying them into the application. "Next" counts from
+ * what the application has been given (the DATA and TAKEN events zc_wait()
+ * has returned): bytes already on their way to it as DATA events come
+ * first and count against @len, so the cookie may be shorter, even empty. The bytes are taken
  * in stream order: every DATA event for earlier bytes comes before the
  * ZC_EV_TAKEN event, and later DATA events start after the cookie's last
  * byte; pieces and takes may be mixed freely. After ZC_EV_TAKEN the
