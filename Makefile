@@ -5,7 +5,9 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 PREFIX     ?= /usr/local
 
-.PHONY: all deps build demo test test-tsan valgrind soak bench install clean
+FUZZ_SECONDS ?= 600
+
+.PHONY: all deps build demo test test-tsan valgrind soak bench fuzz install clean
 
 all: build
 
@@ -64,6 +66,13 @@ soak: build
 
 bench: build
 	./$(BUILD)/zcnet-bench
+
+# The HTTP parser of `zcnet ingest` under libFuzzer for FUZZ_SECONDS; new
+# inputs are kept in $(BUILD)/fuzz-corpus, crashes in ./crash-*.
+fuzz: build
+	@cmake --build $(BUILD) --target fuzz_http
+	$(BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-dict=fuzz/http.dict $(BUILD)/fuzz-corpus fuzz/corpus
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

@@ -4,9 +4,11 @@
 # (not even `apt-get update`) when everything is present.
 set -euo pipefail
 
-# nftables, clang and libbpf-dev (bpf_helpers.h): the impaired-link test.
+# nftables, clang and libbpf-dev (bpf_helpers.h): the impaired-link test;
+# curl: the `zcnet ingest` tests; libclang-rt-dev (libFuzzer): the fuzz
+# target of its HTTP parser.
 pkgs=(gcc make cmake pkg-config liburing-dev libcmocka-dev iproute2 procps
-	nftables clang libbpf-dev "$@") # extra packages: `deps.sh valgrind`
+	nftables clang libbpf-dev curl libclang-rt-dev "$@") # extra: `deps.sh valgrind`
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -14,11 +14,13 @@
 int cmd_recv(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
 
 /* Usage texts, printed by `--help` and `zcnet help CMD`. */
 extern const char recv_usage[];
 extern const char send_usage[];
 extern const char demo_usage[];
+extern const char ingest_usage[];
 
 /* ---- command-line parsing ---- */
 

@@ -1,5 +1,6 @@
 /*
- * zcnet.c - the zcnet command-line tool: receive, send and a loopback demo.
+ * zcnet.c - the zcnet command-line tool: receive, send, a loopback demo and
+ * an HTTP upload server.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@ static const char usage[] =
 	"  recv    listen and receive connections through zcnet\n"
 	"  send    connect and send a test pattern, zeros or a file\n"
 	"  demo    compare plain recv() with the zcnet engines over loopback\n"
+	"  ingest  HTTP/1.1 upload server: PUT bodies go to files through zcnet\n"
 	"  help [COMMAND]   this text, or a command's options\n"
 	"\n"
 	"  zcnet --version  print the version\n"
@@ -31,6 +33,7 @@ static const struct command commands[] = {
 	{ "recv", cmd_recv, recv_usage },
 	{ "send", cmd_send, send_usage },
 	{ "demo", cmd_demo, demo_usage },
+	{ "ingest", cmd_ingest, ingest_usage },
 };
 
 static const struct command *find_command(const char *name)
