@@ -190,7 +190,6 @@ static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 
 	s->flags &= ~SF_TAKING;
 	s->take = 0;
-	ck->off0 = s->rx_off;
 	s->rx_off += len;
 	s->st.bytes_taken += len;
 	ctx->st.bytes_taken += len;

@@ -62,7 +62,6 @@ struct zc_ck {
 	size_t want;     /* take: bytes to splice */
 	size_t len;      /* bytes it holds */
 	zc_handle conn;  /* the connection it was taken from */
-	uint64_t off0;   /* stream offset of its first byte */
 	int fd;          /* write: target, offset, flags, bytes done */
 	int64_t off;
 	unsigned wflags;
