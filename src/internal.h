@@ -232,7 +232,7 @@ void zc_take_abort(zc_ctx *ctx, struct zc_sock *s);
 /* An asynchronous write step of @ck moved @res bytes (or failed). True
  * if the engine should write again (ck->done, ck->len say what is left). */
 bool zc_write_progress(zc_ctx *ctx, struct zc_ck *ck, ssize_t res);
-/* The cookie named by @user_data-style packed (gen, idx), or NULL. */
+/* The cookie named by @c (also one freed while in flight), or NULL. */
 struct zc_ck *zc_ck_get(zc_ctx *ctx, zc_cookie c);
 
 /* --- kernel socket helpers shared by the kernel engines (ksock.c) --- */

@@ -13,9 +13,6 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#ifndef TCP_QUICKACK
-#define TCP_QUICKACK 12
-#endif
 #ifndef TCP_MAXSEG
 #define TCP_MAXSEG 2
 #endif
