@@ -13,6 +13,7 @@
 #define DEFAULT_PIECE_SIZE (64u * 1024)
 #define DEFAULT_POOL_SIZE (16u * 1024 * 1024)
 #define DEFAULT_MAP_SIZE (16u * 1024 * 1024)
+#define DEFAULT_BATCH_USEC 200u /* see zc_config.batch_usec */
 
 ZC_EXPORT void zc_config_init(struct zc_config *cfg)
 {
@@ -23,6 +24,7 @@ ZC_EXPORT void zc_config_init(struct zc_config *cfg)
 	cfg->piece_size = DEFAULT_PIECE_SIZE;
 	cfg->pool_size = DEFAULT_POOL_SIZE;
 	cfg->map_size = DEFAULT_MAP_SIZE;
+	cfg->batch_usec = DEFAULT_BATCH_USEC;
 }
 
 static int start_engine(zc_ctx *ctx, enum zc_engine_kind kind)

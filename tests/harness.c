@@ -24,7 +24,7 @@
 /* ------------------------------------------------------------------ */
 
 const char *const h_engines[] = {
-	"uring", "uring-nobundle", "uring-oneshot", "uring-batch", "socket", "mmap",
+	"uring", "uring-nobundle", "uring-oneshot", "uring-nobatch", "socket", "mmap",
 	NULL,
 };
 
@@ -36,7 +36,7 @@ const char *h_setup(int argc, char **argv, bool need_engine, unsigned alarm_s)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (need_engine && (!engine || h_engine_config(engine, &cfg))) {
-		fprintf(stderr, "usage: %s uring|uring-nobundle|uring-oneshot|uring-batch|"
+		fprintf(stderr, "usage: %s uring|uring-nobundle|uring-oneshot|uring-nobatch|"
 			"socket|mmap\n",
 			argv[0]);
 		exit(2);
@@ -57,10 +57,10 @@ int h_engine_config(const char *name, struct zc_config *cfg)
 	} else if (!strcmp(name, "uring-oneshot")) {
 		cfg->engine = ZC_ENGINE_URING;
 		cfg->flags = ZC_CFG_NO_MULTISHOT;
-	} else if (!strcmp(name, "uring-batch")) {
+	} else if (!strcmp(name, "uring-nobatch")) {
 		cfg->engine = ZC_ENGINE_URING;
 		cfg->flags = 0;
-		cfg->batch_usec = 200; /* waits gather completions (min_wait) */
+		cfg->batch_usec = 0; /* every wait ends at its first completion */
 	} else if (!strcmp(name, "socket")) {
 		cfg->engine = ZC_ENGINE_SOCKET;
 		cfg->flags = 0;

@@ -46,8 +46,9 @@ const char recv_usage[] =
 	"  --connections N      connections to receive before exiting (default 1)\n"
 	"  --verify pattern     check the stream of `zcnet send --pattern`\n"
 	"  --hold-ms N          keep each piece N ms before releasing it\n"
-	"  --batch-us N         uring: gather completions up to N us per wait\n"
-	"                       (less CPU, up to N us more latency; default 0)\n"
+	"  --batch-us N         uring: while data comes in bulk, gather\n"
+	"                       completions up to N us per wait: less CPU,\n"
+	"                       up to N us more latency (default 200, 0: off)\n"
 	"  --out FILE           write the stream to FILE (one connection only)\n"
 	"\n"
 	"--engine plain uses one thread per connection and a 256 KiB buffer;\n"
@@ -410,7 +411,8 @@ static int thread_setup(struct rthread *t)
 	cfg.engine = o->engine;
 	cfg.pool_size = o->pool_mb << 20;
 	cfg.piece_size = o->piece_kb << 10;
-	cfg.batch_usec = (unsigned)o->batch_us;
+	if (o->batch_us != UINT64_MAX) /* else the library's default */
+		cfg.batch_usec = (unsigned)o->batch_us;
 	err = zc_ctx_create(&cfg, &t->ctx);
 	if (err) {
 		fail(t->run, "engine %s with a %llu MiB pool of %llu KiB pieces: %s",
@@ -755,7 +757,7 @@ static int parse_args(int argc, char **argv, struct recv_opts *o)
 	uint64_t mb = 16, kb = 64, threads = 1, conns = 1, hold = 0;
 	const char *v;
 
-	*o = (struct recv_opts){ .engine = ZC_ENGINE_AUTO };
+	*o = (struct recv_opts){ .engine = ZC_ENGINE_AUTO, .batch_us = UINT64_MAX };
 	for (int i = 1; i < argc; i++) {
 		int r;
 
