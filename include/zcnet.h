@@ -125,6 +125,13 @@ struct zc_config {
 	 * engines.
 	 */
 	size_t map_size;
+	/**
+	 * zc_send_zerocopy(): sends shorter than this many bytes are copied
+	 * instead (pinning pages and reporting completions costs more than a
+	 * small copy). zc_config_init() and 0 mean ZC_SEND_ZEROCOPY_MIN; 1
+	 * sends everything without copying. See README for where it pays.
+	 */
+	size_t zerocopy_min;
 };
 
 /** Largest number of pieces in one pool (the io_uring buffer ring limit). */
@@ -240,8 +247,8 @@ ssize_t zc_send(zc_ctx *ctx, zc_handle conn, const void *buf, size_t len);
  * event carrying @tag (and in zc_event.bytes the bytes taken): from then
  * on, and not before, the application may write to or free those bytes
  * of @buf. SEND_DONE events of one connection may come in any order.
- * Sends shorter than ZC_SEND_ZEROCOPY_MIN bytes are copied (zero copy
- * costs more than it saves there, see README) and their SEND_DONE is
+ * Sends shorter than zc_config.zerocopy_min (default ZC_SEND_ZEROCOPY_MIN)
+ * bytes are copied (zero copy costs more than it saves there, see README) and their SEND_DONE is
  * queued at once, with res ZC_SEND_COPIED. res is ZC_SEND_COPIED too when
  * the kernel had to copy after all (e.g. over loopback, where the
  * receiving socket may not keep the sender's pages).
@@ -254,7 +261,7 @@ ssize_t zc_send(zc_ctx *ctx, zc_handle conn, const void *buf, size_t len);
 ssize_t zc_send_zerocopy(zc_ctx *ctx, zc_handle conn, const void *buf, size_t len,
 			 uint64_t tag);
 
-/** Sends shorter than this are copied by zc_send_zerocopy() (see README). */
+/** The default zc_config.zerocopy_min (see README). */
 #define ZC_SEND_ZEROCOPY_MIN (16u * 1024)
 /** zc_event.res of ZC_EV_SEND_DONE: the kernel copied the data. */
 #define ZC_SEND_COPIED 1

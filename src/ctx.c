@@ -25,6 +25,7 @@ ZC_EXPORT void zc_config_init(struct zc_config *cfg)
 	cfg->pool_size = DEFAULT_POOL_SIZE;
 	cfg->map_size = DEFAULT_MAP_SIZE;
 	cfg->batch_usec = DEFAULT_BATCH_USEC;
+	cfg->zerocopy_min = ZC_SEND_ZEROCOPY_MIN;
 }
 
 static int start_engine(zc_ctx *ctx, enum zc_engine_kind kind)
@@ -70,6 +71,7 @@ ZC_EXPORT int zc_ctx_create(const struct zc_config *ucfg, zc_ctx **out)
 		return -ENOMEM;
 	ctx->cfg_flags = cfg.flags;
 	ctx->batch_usec = cfg.batch_usec;
+	ctx->zerocopy_min = cfg.zerocopy_min ? cfg.zerocopy_min : ZC_SEND_ZEROCOPY_MIN;
 	ctx->map_size = cfg.map_size ? cfg.map_size : DEFAULT_MAP_SIZE;
 	err = zc_pool_init(&ctx->pool, &cfg);
 	if (err)

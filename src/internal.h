@@ -156,6 +156,7 @@ struct zc_ctx {
 	char features[96];   /* zc_engine_features() */
 	unsigned cfg_flags;  /* ZC_CFG_* */
 	unsigned batch_usec; /* zc_config.batch_usec */
+	size_t zerocopy_min; /* zc_config.zerocopy_min, never 0 */
 	size_t map_size;     /* zc_config.map_size */
 	struct zc_pool pool;
 

@@ -357,7 +357,7 @@ ssize_t ks_send_zc(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t len,
 	int one = 1;
 	ssize_t n;
 
-	if (len < ZC_SEND_ZEROCOPY_MIN)
+	if (len < ctx->zerocopy_min)
 		return send_copied(ctx, s, buf, len, tag);
 	if (!t) {
 		t = s->txzc = calloc(1, sizeof(*t));

@@ -217,6 +217,27 @@ expect_usage_error frobnicate
 expect_usage_error --frobnicate
 expect_usage_error send --connect 127.0.0.1:9 --bytes 12Q
 expect_usage_error send --connect 127.0.0.1:9 --bytes -5
+# ---------------------------------------------------------------------
+# small zero-copy sends (every one through MSG_ZEROCOPY), verified
+
+name=pattern-small-zerocopy
+if start_recv "$name" --engine uring --verify pattern; then
+	run_send "$name" --bytes 256M --pattern --zerocopy --chunk-kb 4 --zerocopy-min 1
+	wait_recv
+	if [ "$send_status" -ne 0 ] || [ "$recv_status" -ne 0 ]; then
+		fail "$name: send exited $send_status, recv exited $recv_status"
+		show "$tmp/$name.send.err"
+		show "$tmp/$name.err"
+	else
+		got=$(field "$tmp/$name.out" bytes)
+		sends=$(sed -n 's/^summary.* sends=\([0-9]*\).*/\1/p' "$tmp/$name.send.out")
+		[ "$got" = "$size" ] || fail "$name: recv summary bytes=$got"
+		[ "$sends" = $((size / 4096)) ] ||
+			fail "$name: sends=$sends, expected one per 4 KiB"
+		say "$name: $(head -n1 "$tmp/$name.send.out")"
+	fi
+fi
+
 expect_usage_error send --connect 127.0.0.1:9 --bytes ''
 expect_usage_error send --connect 127.0.0.1:9 --bytes 1.5M
 expect_usage_error send --connect 127.0.0.1:9 --bytes 99999999999999999999
@@ -227,6 +248,8 @@ expect_usage_error send --bytes 1M
 expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --connections 0
 expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --engine warp
 expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --zerocopy --bogus
+expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --chunk-kb 0
+expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --zerocopy --zerocopy-min 0
 expect_usage_error send --connect 127.0.0.1:9 --bytes 1M --bogus
 expect_usage_error send --connect 127.0.0.1:9 --file "$tmp/no-such-file"
 expect_usage_error send --connect 127.0.0.1:9 --file "$tmp/random.bin" --pattern

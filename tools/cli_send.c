@@ -2,13 +2,13 @@
  * cli_send.c - `zcnet send`: open connections through zcnet and send the
  * test pattern, zeros or a file on each, concurrently, from one context.
  *
- * Each connection sends its stream in chunks of a 256 KiB buffer. When
+ * Each connection sends its stream in chunks of --chunk-kb (256 KiB). When
  * the kernel takes less than a chunk, the rest waits for ZC_EV_WRITABLE.
  * After the last byte it shuts its sending side and waits for the
  * receiver to close, so "done" means the receiver has read everything.
  *
  * With --zerocopy, sends go through zc_send_zerocopy() from a ring of
- * ZC_BUFS buffers per connection, in stream order; a buffer is refilled
+ * 8 to 64 buffers per connection (4 MiB in flight), in stream order; a buffer is refilled
  * only after the ZC_EV_SEND_DONE events of all its sends.
  */
 #include <errno.h>
@@ -25,7 +25,8 @@
 
 const char send_usage[] =
 	"usage: zcnet send --connect ADDR:PORT (--bytes N [--pattern] | --file F)\n"
-	"                  [--connections N] [--engine E] [--zerocopy [--page-aligned]]\n"
+	"                  [--connections N] [--engine E] [--chunk-kb N]\n"
+	"                  [--zerocopy [--page-aligned] [--zerocopy-min N]]\n"
 	"\n"
 	"Send on N connections at once, each its own copy of the stream, then\n"
 	"wait for the receiver to close each one and print a summary on stdout.\n"
@@ -41,19 +42,28 @@ const char send_usage[] =
 	"                       reused only once the kernel says it is done with it\n"
 	"  --page-aligned       one page of payload per TCP segment, so that a\n"
 	"                       `zcnet recv --engine mmap` receiver can map it all\n"
+	"  --zerocopy-min N     copy sends shorter than N bytes (default 16K,\n"
+	"                       zc_config.zerocopy_min)\n"
+	"  --chunk-kb N         bytes per send call, in KiB (default 256)\n"
 	"\n"
 	"At the end, one line on stdout:\n"
-	"  summary bytes=N seconds=S gbps=G connections=N sends=N send_done=N\n"
-	"          send_copied=N\n"
-	"(send_done: ZC_EV_SEND_DONE events; send_copied: those the kernel copied)\n";
+	"  summary bytes=N seconds=S gbps=G cpu_s_per_gb=C connections=N sends=N\n"
+	"          send_done=N send_copied=N\n"
+	"(cpu_s_per_gb: this process's user+sys CPU seconds per 10^9 bytes;\n"
+	"send_done: ZC_EV_SEND_DONE events; send_copied: those the kernel copied)\n";
 
-#define CHUNK         (256 * 1024)
+#define CHUNK_KB      256   /* default bytes per send, in KiB */
 #define MAX_EVENTS    64
 #define WAIT_MS       100
 #define RETRY_MS      200   /* 10 tries: about 2 s for a receiver to start */
 #define MAX_ATTEMPTS  10
 #define EOF_WAIT_S    30    /* how long the receiver may take to close */
-#define ZC_BUFS       8     /* --zerocopy: buffers per connection */
+/* --zerocopy: buffers per connection, enough for ZC_INFLIGHT bytes to be
+ * in flight while completions come back (they are read about every
+ * millisecond), but at least ZC_BUFS_MIN and at most ZC_BUFS. */
+#define ZC_BUFS       64
+#define ZC_BUFS_MIN   8
+#define ZC_INFLIGHT   (4u << 20)
 
 struct send_opts {
 	const char *connect;
@@ -64,6 +74,9 @@ struct send_opts {
 	uint64_t connections;
 	int engine;
 	int zerocopy, page_aligned;
+	size_t chunk;           /* bytes per send call */
+	unsigned nbufs;         /* --zerocopy: buffers per connection */
+	uint64_t zerocopy_min;  /* 0: the library's default */
 };
 
 enum conn_state {
@@ -87,7 +100,7 @@ struct sconn {
 	uint64_t sent;
 	char *buf;
 	size_t off, len;    /* buf[off, len) is still to send */
-	/* --zerocopy: ZC_BUFS buffers of CHUNK bytes; buf is bufs + cur * CHUNK */
+	/* --zerocopy: nbufs buffers of chunk bytes; buf is bufs + cur * chunk */
 	char *bufs;
 	unsigned cur;
 	size_t zlen[ZC_BUFS], zoff[ZC_BUFS];
@@ -144,11 +157,11 @@ static ssize_t next_chunk(struct send_run *s, struct sconn *c)
 		ssize_t r;
 
 		do
-			r = read(c->fd, c->buf, CHUNK);
+			r = read(c->fd, c->buf, o->chunk);
 		while (r < 0 && errno == EINTR);
 		return r < 0 ? -errno : r;
 	}
-	n = o->bytes - c->made < CHUNK ? o->bytes - c->made : CHUNK;
+	n = o->bytes - c->made < o->chunk ? o->bytes - c->made : o->chunk;
 	if (o->pattern)
 		pat_fill(c->seed, c->made, c->buf, n);
 	/* else: the buffer is all zeros from the start, and stays so */
@@ -176,12 +189,12 @@ static int pump_zc(struct send_run *s, struct sconn *c)
 		ssize_t r;
 
 		if (c->zoff[b] == c->zlen[b]) {
-			unsigned next = (b + 1) % ZC_BUFS;
+			unsigned next = (b + 1) % s->o->nbufs;
 			int pending = 0;
 
 			if (c->inflight[next])
 				return 0; /* its SEND_DONE events first */
-			c->buf = c->bufs + (size_t)next * CHUNK;
+			c->buf = c->bufs + next * s->o->chunk;
 			r = next_chunk(s, c);
 			if (r < 0) {
 				fprintf(stderr, "zcnet send: read %s: %s\n",
@@ -190,7 +203,7 @@ static int pump_zc(struct send_run *s, struct sconn *c)
 				return -1;
 			}
 			if (r == 0) {
-				for (unsigned i = 0; i < ZC_BUFS; i++)
+				for (unsigned i = 0; i < s->o->nbufs; i++)
 					pending += c->inflight[i];
 				/* the end once every buffer is back */
 				return pending ? 0 : end_stream(s, c);
@@ -199,7 +212,7 @@ static int pump_zc(struct send_run *s, struct sconn *c)
 			c->zoff[b] = 0;
 			c->zlen[b] = (size_t)r;
 		}
-		r = zc_send_zerocopy(s->ctx, c->h, c->bufs + (size_t)b * CHUNK + c->zoff[b],
+		r = zc_send_zerocopy(s->ctx, c->h, c->bufs + b * s->o->chunk + c->zoff[b],
 				     c->zlen[b] - c->zoff[b], b);
 		if (r == -EAGAIN)
 			return 0; /* a ZC_EV_WRITABLE event follows */
@@ -300,7 +313,7 @@ static void on_event(struct send_run *s, const struct zc_event *ev)
 		pump(s, c);
 		break;
 	case ZC_EV_SEND_DONE:
-		if (ev->tag < ZC_BUFS && c->inflight[ev->tag])
+		if (ev->tag < s->o->nbufs && c->inflight[ev->tag])
 			c->inflight[ev->tag]--;
 		s->done++;
 		if (ev->res == ZC_SEND_COPIED)
@@ -353,13 +366,13 @@ static int setup_conns(struct send_run *s)
 		c->seed = mix64(base + i);
 		if (o->zerocopy) {
 			/* page-aligned, for the kernel to send from */
-			if (posix_memalign((void **)&c->bufs, 4096, (size_t)ZC_BUFS * CHUNK))
+			if (posix_memalign((void **)&c->bufs, 4096, o->nbufs * o->chunk))
 				return -ENOMEM;
-			memset(c->bufs, 0, (size_t)ZC_BUFS * CHUNK);
-			c->cur = ZC_BUFS - 1;
+			memset(c->bufs, 0, o->nbufs * o->chunk);
+			c->cur = o->nbufs - 1;
 			c->buf = c->bufs;
 		} else {
-			c->buf = calloc(1, CHUNK);
+			c->buf = calloc(1, o->chunk);
 			if (!c->buf)
 				return -ENOMEM;
 		}
@@ -426,13 +439,16 @@ static int run_send(const struct send_opts *o)
 	struct send_run s = { .o = o };
 	struct zc_config cfg;
 	uint64_t t0;
-	double secs;
+	uint64_t cpu0;
+	double secs, cpu;
 	int err;
 
 	/* Only the receiver's EOF ever arrives: a small pool will do. */
 	zc_config_init(&cfg);
 	cfg.engine = o->engine;
 	cfg.pool_size = 1 << 20;
+	if (o->zerocopy_min)
+		cfg.zerocopy_min = o->zerocopy_min;
 	err = zc_ctx_create(&cfg, &s.ctx);
 	if (err) {
 		fprintf(stderr, "zcnet send: engine: %s\n", zc_strerror(err));
@@ -442,11 +458,13 @@ static int run_send(const struct send_opts *o)
 	if (err == -ENOMEM)
 		fprintf(stderr, "zcnet send: out of memory\n");
 	t0 = now_ns();
+	cpu0 = cpu_ns();
 	for (unsigned i = 0; !err && i < o->connections && !s.failed; i++)
 		start_connect(&s, &s.conns[i]);
 	if (!err)
 		send_loop(&s);
 	secs = (double)(now_ns() - t0) / 1e9;
+	cpu = (double)(cpu_ns() - cpu0) / 1e9;
 	if (err || s.failed) /* the peer must see a failure, not a short stream */
 		for (unsigned i = 0; s.conns && i < o->connections; i++)
 			if (s.conns[i].h)
@@ -455,10 +473,11 @@ static int run_send(const struct send_opts *o)
 	free_conns(&s);
 	if (err || s.failed)
 		return 1;
-	printf("summary bytes=%llu seconds=%.3f gbps=%.3f connections=%u sends=%llu "
-	       "send_done=%llu send_copied=%llu\n",
+	printf("summary bytes=%llu seconds=%.3f gbps=%.3f cpu_s_per_gb=%.3f "
+	       "connections=%u sends=%llu send_done=%llu send_copied=%llu\n",
 	       (unsigned long long)s.bytes, secs,
-	       secs > 0 ? s.bytes / secs / 1e9 : 0.0, s.ndone,
+	       secs > 0 ? s.bytes / secs / 1e9 : 0.0,
+	       s.bytes ? cpu / (s.bytes / 1e9) : 0.0, s.ndone,
 	       (unsigned long long)s.sends, (unsigned long long)s.done,
 	       (unsigned long long)s.done_copied);
 	return 0;
@@ -467,6 +486,8 @@ static int run_send(const struct send_opts *o)
 static int parse_args(int argc, char **argv, struct send_opts *o)
 {
 	const char *v;
+
+	uint64_t kb = CHUNK_KB;
 
 	*o = (struct send_opts){ .connections = 1, .engine = ZC_ENGINE_AUTO };
 	for (int i = 1; i < argc; i++) {
@@ -504,6 +525,16 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		} else if (OPT("--engine")) {
 			if (r > 0 && (o->engine = parse_engine("send", v, 0)) < 0)
 				r = -1;
+		} else if (OPT("--chunk-kb")) {
+			if (r > 0 && parse_uint("send", "--chunk-kb", v, 1, 16384, &kb))
+				r = -1;
+		} else if (OPT("--zerocopy-min")) {
+			if (r > 0 && parse_size("send", "--zerocopy-min", v, &o->zerocopy_min))
+				r = -1;
+			else if (r > 0 && !o->zerocopy_min) {
+				fprintf(stderr, "zcnet send: --zerocopy-min must be at least 1\n");
+				r = -1;
+			}
 		} else {
 			return opt_unknown("send", argv[i]);
 		}
@@ -511,6 +542,10 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 		if (r < 0)
 			return EXIT_USAGE;
 	}
+	o->chunk = (size_t)kb << 10;
+	o->nbufs = ZC_INFLIGHT / o->chunk;
+	o->nbufs = o->nbufs < ZC_BUFS_MIN ? ZC_BUFS_MIN :
+		   o->nbufs > ZC_BUFS ? ZC_BUFS : o->nbufs;
 	return -1; /* go on */
 }
 
