@@ -39,11 +39,11 @@ hold_ms=1	# zcnet-bench's pool curve: HOLD_MS
 
 # Full: medians of 5; quick: 3 runs, fewer bytes and points, under 2 min.
 if [ "$mode" = full ]; then
-	runs=5 bytes=2G curve_bytes=1G disk_bytes=1G
+	runs=5 bytes=2G scale_bytes=1G curve_bytes=1G disk_bytes=1G
 	conns_list="1000 10000" streams=1,10,100,1000
 	pools=1,2,4,8,16,64 pieces=4,16,64,256,1024
 else
-	runs=3 bytes=256M curve_bytes=128M disk_bytes=256M
+	runs=3 bytes=256M scale_bytes=256M curve_bytes=128M disk_bytes=256M
 	conns_list=1000 streams=1,10,100
 	pools=1,4,16 pieces=4,64,1024
 fi
@@ -475,7 +475,7 @@ $(chart_md memory.png "memory per idle connection")
 
 ## Scale: concurrent streams
 
-The same total ($bytes) over N connections from one \`zcnet send --connections N\` to one
+The same total ($scale_bytes) over N connections from one \`zcnet send --connections N\` to one
 \`zcnet recv --connections N\`: the default uring engine (one thread, one 16 MiB pool) against
 \`--engine plain\` (a thread per connection). Stalls: times the pool ran dry.
 
@@ -532,7 +532,7 @@ section recv recv.log --bytes "$bytes"
 for c in $conns_list; do
 	section memory "memory-$c.log" --conns "$c"
 done
-section scale scale.log --bytes "$bytes" --streams "$streams"
+section scale scale.log --bytes "$scale_bytes" --streams "$streams"
 section pool pool.log --bytes "$curve_bytes" --pools "$pools"
 section piece piece.log --bytes "$curve_bytes" --pieces "$pieces"
 section limits limits.log --bytes "$disk_bytes" --dir "$direct_dir"

@@ -59,7 +59,6 @@
 #define LISTEN_TIMEOUT_S 15.0	/* recv start-up to its listening line */
 #define RECV_GRACE_S 10.0	/* recv exit after the sender's */
 #define SIGINT_GRACE_S 5.0
-#define TARGET 0.95		/* uring within 5% of plain recv() */
 #define MEM_TARGET 32.0		/* zcnet <= 1/32 of epoll per conn */
 #define BATCH_US "200"		/* uring --batch-us: min_wait */
 #define HOLD_MS "1"		/* pool curve: each piece held this long */
