@@ -84,8 +84,7 @@ run_logged() {
 section() {
 	local name=$1 log=$2
 	shift 2
-	run_logged "$log" "$bench" --section "$name" --tsv "$raw" \
-		--runs "$runs" "$@" || true
+	run_logged "$log" "$bench" --section "$name" --tsv "$raw" "$@" || true
 }
 
 # ------------------------------------------------------------------
@@ -286,7 +285,8 @@ version_of() {
 	fi
 	case $1 in
 	nginx) v=$(nginx -v 2>&1) ;;
-	gcc | curl | iperf3) v=$("$1" --version 2>&1 | head -n1) ;;
+	gcc | iperf3) v=$("$1" --version 2>&1 | head -n1) ;;
+	curl) v=$(curl --version | awk '{ print $1, $2; exit }') ;;
 	gnuplot) v=$(gnuplot --version) ;;
 	esac
 	echo "${v:-unknown}"
@@ -307,7 +307,7 @@ machine_md() {
 | system | $os |
 | $direct_dir | $fs |
 | load average (1, 5, 15 min) | $load_start at the start, $load_end at the end |
-| zcnet | $("$build/zcnet" --version 2>/dev/null || echo "?"), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo " with local changes") |
+| zcnet | $("$build/zcnet" --version 2>/dev/null || echo "?"), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")$(git -C "$root" diff --quiet HEAD -- . ':!bench/results' 2>/dev/null || echo " with local changes") |
 
 | peer or tool | version |
 |---|---|
@@ -511,7 +511,7 @@ fi)
 
 ## Commands
 
-Run from $root with \`bench/report.sh$([ "$mode" = quick ] && echo " --quick")\`:
+Run from the top of the source tree by \`bench/report.sh$([ "$mode" = quick ] && echo " --quick")\`:
 
 \`\`\`
 $(for c in "${commands[@]}"; do echo "${c//$root\//}"; done)
@@ -528,14 +528,17 @@ MD
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 t_start=$(date +%s)
 
-section recv recv.log --bytes "$bytes"
-for c in $conns_list; do
+section recv recv.log --runs "$runs" --bytes "$bytes"
+for c in $conns_list; do	# one measurement: memory does not drift
 	section memory "memory-$c.log" --conns "$c"
 done
-section scale scale.log --bytes "$scale_bytes" --streams "$streams"
-section pool pool.log --bytes "$curve_bytes" --pools "$pools"
-section piece piece.log --bytes "$curve_bytes" --pieces "$pieces"
-section limits limits.log --bytes "$disk_bytes" --dir "$direct_dir"
+section scale scale.log --runs "$runs" --bytes "$scale_bytes" \
+	--streams "$streams"
+section pool pool.log --runs "$runs" --bytes "$curve_bytes" --pools "$pools"
+section piece piece.log --runs "$runs" --bytes "$curve_bytes" \
+	--pieces "$pieces"
+section limits limits.log --runs "$runs" --bytes "$disk_bytes" \
+	--dir "$direct_dir"
 
 disk_state=missing
 if [ -x "$disk_script" ]; then
