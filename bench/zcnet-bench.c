@@ -617,7 +617,7 @@ struct sys {
 	enum rx_kind kind;
 	const char *engine;	/* zcnet recv --engine */
 	unsigned batch_us, conns, pool_mb, piece_kb, hold_ms;
-	bool aligned;		/* page-aligned both ends, MSG_ZEROCOPY sender */
+	bool aligned;		/* page-aligned ends, MSG_ZEROCOPY sender */
 	uint64_t bytes;		/* per connection */
 	unsigned x;		/* its point on a curve */
 	unsigned n;		/* good runs so far; one value each below */
@@ -776,7 +776,7 @@ static void tx_args(const struct sys *s, const char *port, struct argv *a)
 		arg(a, "-p");
 		arg(a, port);
 		arg_num(a, "-n", s->bytes);
-		arg(a, "-J");	/* quiet; the receiver's JSON is what counts */
+		arg(a, "-J");	/* quiet: the receiver's JSON counts */
 		return;
 	}
 	snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
@@ -1210,8 +1210,8 @@ static void tsv_row(FILE *f, const struct sys *s, const char *xname)
 	if (xname)
 		fprintf(f, "%u\t", s->x);
 	if (!sys_ok(s)) {
-		fprintf(f, "%s\t-\t-\t-\t-\t-\t-\t-\t%s%s\n", s->name, s->status,
-			xname ? "\t-\t-\t-" : "");
+		fprintf(f, "%s\t-\t-\t-\t-\t-\t-\t-\t%s%s\n", s->name,
+			s->status, xname ? "\t-\t-\t-" : "");
 		return;
 	}
 	t = stats(s->gbs, s->n);
