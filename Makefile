@@ -7,7 +7,8 @@ PREFIX     ?= /usr/local
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: all deps build demo test test-tsan valgrind soak bench fuzz install clean
+.PHONY: all deps build demo test test-tsan valgrind soak bench bench-quick fuzz \
+	install clean
 
 all: build
 
@@ -64,8 +65,18 @@ SOAK_SECONDS ?= 600
 soak: build
 	SOAK_SECONDS=$(SOAK_SECONDS) bash scripts/soak.sh ./$(BUILD)/zcnet
 
+# zcnet against its peers (plain recv(), iperf3) and the machine's limits
+# (memcpy, O_DIRECT writes), all measured in one run: writes
+# bench/results/REPORT.md and its PNG charts (gnuplot). bench-quick is the
+# same harness with fewer runs, bytes and points (under 2 minutes).
+BENCH_DEPS = gnuplot-nox iperf3 nginx
 bench: build
-	./$(BUILD)/zcnet-bench
+	@bash scripts/deps.sh $(BENCH_DEPS)
+	bash bench/report.sh --build $(BUILD)
+
+bench-quick: build
+	@bash scripts/deps.sh $(BENCH_DEPS)
+	bash bench/report.sh --quick --build $(BUILD)
 
 # The HTTP parser of `zcnet ingest` under libFuzzer for FUZZ_SECONDS; new
 # inputs are kept in $(BUILD)/fuzz-corpus, crashes in ./crash-*.

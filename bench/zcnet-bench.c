@@ -1,20 +1,26 @@
 /*
  * zcnet-bench - what zcnet costs and what it saves, on this machine.
+ * Each --section measures one thing; without one, recv and memory.
  *
- * 1. Receive to memory over loopback. For each mode (plain recv(), the
- *    socket engine, the uring engine) it runs `zcnet recv` against
- *    `zcnet send` --runs times, interleaved (run 1 of every mode, then
- *    run 2, ...) so that drift on a noisy machine hits every mode alike,
- *    and reports median throughput and receiver CPU per GB against plain
- *    recv().
- *
- * 2. Memory per idle connection. A zcnet server (one context) and an
- *    epoll server with a 64 KiB buffer per connection run in forked
+ * recv: receive to memory over loopback. Each system (plain recv(),
+ *    iperf3's server, every zcnet engine with the sender meant for it)
+ *    receives --bytes --runs times, interleaved (run 1 of every system,
+ *    then run 2, ...) so that drift on a noisy machine hits all alike;
+ *    median, min and max of throughput and of the receiver's CPU per GB
+ *    (user+sys of the reaped receiving process).
+ * memory: memory per idle connection. A zcnet server (one context) and
+ *    an epoll server with a 64 KiB buffer per connection run in forked
  *    children; this process opens --conns connections to each, sends a
  *    64-byte hello on every one, and reads the servers' VmRSS before and
  *    after.
+ * scale, pool, piece: curves of throughput, CPU and stalls against the
+ *    number of streams, the pool size (with a slow application) and the
+ *    piece size.
+ * limits: single-core memcpy() and O_DIRECT write bandwidth.
  *
- * All traffic stays on 127.0.0.1. Exits 1, naming the run, if one fails.
+ * With --tsv DIR, each section also writes its table there as TSV.
+ * All traffic stays on 127.0.0.1. A system that fails is reported as
+ * failed and the others go on; any other failure exits 1.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -43,6 +49,7 @@
 #include <sys/wait.h>
 
 #include "zcnet.h"
+#include "limits.h"
 
 #define GB 1e9			/* GB/s and CPU s/GB use 10^9 bytes */
 #define HELLO_LEN 64		/* bytes each idle client sends */
@@ -52,21 +59,27 @@
 #define LISTEN_TIMEOUT_S 15.0	/* recv start-up to its listening line */
 #define RECV_GRACE_S 10.0	/* recv exit after the sender's */
 #define SIGINT_GRACE_S 5.0
-#define TARGET 0.95		/* uring within 5% of plain recv() */
 #define MEM_TARGET 32.0		/* zcnet <= 1/32 of epoll per conn */
-
-/* uring-batch: the uring engine with --batch-us BATCH_US (min_wait). */
-static const char *const modes[] = { "plain", "socket", "uring", "uring-batch" };
-#define NMODES 4
-#define URING_BATCH 3
-#define BATCH_US "200"
-#define URING 2
+#define BATCH_US "200"		/* uring --batch-us: min_wait */
+#define HOLD_MS "1"		/* pool curve: each piece held this long */
+#define MAX_LIST 16
 
 static struct {
 	unsigned runs;
 	uint64_t bytes;
 	unsigned conns;
-} opt = { 5, 2ull << 30, 10000 };
+	const char *section;
+	const char *tsv;	/* directory for the TSV tables */
+	const char *dir;	/* O_DIRECT target */
+	unsigned streams[MAX_LIST], pools[MAX_LIST], pieces[MAX_LIST];
+	unsigned nstreams, npools, npieces;
+} opt = {
+	.runs = 5, .bytes = 2ull << 30, .conns = 10000, .section = "all",
+	.dir = "/var/tmp",
+	.streams = { 1, 10, 100, 1000 }, .nstreams = 4,
+	.pools = { 1, 2, 4, 8, 16, 64 }, .npools = 6,
+	.pieces = { 4, 16, 64, 256, 1024 }, .npieces = 5,
+};
 
 static char cli[PATH_MAX];	/* the zcnet CLI, beside this program */
 
@@ -202,11 +215,28 @@ static int parse_size(const char *s, uint64_t *out)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: zcnet-bench [--runs N] [--bytes N] [--conns N]\n"
-		"  --runs N   runs per receive mode (default 5)\n"
-		"  --bytes N  bytes per run, K/M/G suffixes (default 2G)\n"
-		"  --conns N  idle connections for the memory test"
-		" (default 10000)\n");
+		"usage: zcnet-bench [--section S] [--tsv DIR] [--runs N]"
+		" [--bytes N] [--conns N]\n"
+		"                   [--streams LIST] [--pools LIST]"
+		" [--pieces LIST] [--dir DIR]\n"
+		"  --section S     all (default: recv and memory), recv,"
+		" memory, scale, pool,\n"
+		"                  piece or limits\n"
+		"  --tsv DIR       also write the section's table to DIR as"
+		" TSV\n"
+		"  --runs N        runs per system (default 5)\n"
+		"  --bytes N       bytes per run, K/M/G suffixes (default 2G;"
+		" scale: in total)\n"
+		"  --conns N       idle connections for memory (default"
+		" 10000)\n"
+		"  --streams LIST  scale: concurrent streams (default"
+		" 1,10,100,1000)\n"
+		"  --pools LIST    pool: pool sizes in MiB (default"
+		" 1,2,4,8,16,64)\n"
+		"  --pieces LIST   piece: piece sizes in KiB (default"
+		" 4,16,64,256,1024)\n"
+		"  --dir DIR       limits: where O_DIRECT writes go (default"
+		" /var/tmp)\n");
 }
 
 /* A count or, with @size, a byte count; 1 .. @max. */
@@ -223,6 +253,44 @@ static uint64_t num_arg(const char *name, const char *val, uint64_t max,
 	return v;
 }
 
+/* "1,10,100": up to MAX_LIST numbers 1 .. @max. */
+static unsigned list_arg(const char *name, const char *val, unsigned *out,
+			 unsigned max)
+{
+	unsigned n = 0;
+	const char *s = val;
+
+	if (!val || !*val || val[strspn(val, "0123456789,")] ||
+	    strstr(val, ",,") || *val == ',' || val[strlen(val) - 1] == ',') {
+		usage(stderr);
+		die("bad %s: %s", name, val ? val : "(missing)");
+	}
+	while (*s) {
+		char num[16];
+		size_t len = strcspn(s, ",");
+
+		if (n == MAX_LIST)
+			die("%s: more than %d values", name, MAX_LIST);
+		snprintf(num, sizeof(num), "%.*s", (int)len, s);
+		out[n++] = num_arg(name, num, max, false);
+		s += len + (s[len] == ',');
+	}
+	return n;
+}
+
+static const char *const sections[] = {
+	"all", "recv", "memory", "scale", "pool", "piece", "limits", NULL
+};
+
+static const char *section_arg(const char *v)
+{
+	for (int i = 0; v && sections[i]; i++)
+		if (!strcmp(v, sections[i]))
+			return sections[i];
+	usage(stderr);
+	die("bad --section: %s", v ? v : "(missing)");
+}
+
 static void parse_args(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
@@ -234,6 +302,18 @@ static void parse_args(int argc, char **argv)
 			opt.bytes = num_arg(a, v, 1ull << 50, true);
 		else if (!strcmp(a, "--conns"))
 			opt.conns = num_arg(a, v, 200000, false);
+		else if (!strcmp(a, "--section"))
+			opt.section = section_arg(v);
+		else if (!strcmp(a, "--tsv") && v)
+			opt.tsv = v;
+		else if (!strcmp(a, "--dir") && v)
+			opt.dir = v;
+		else if (!strcmp(a, "--streams"))
+			opt.nstreams = list_arg(a, v, opt.streams, 100000);
+		else if (!strcmp(a, "--pools"))
+			opt.npools = list_arg(a, v, opt.pools, 1 << 16);
+		else if (!strcmp(a, "--pieces"))
+			opt.npieces = list_arg(a, v, opt.pieces, 1 << 16);
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
 			exit(0);
@@ -316,18 +396,10 @@ static void print_header(void)
 	       ZCNET_VERSION_MINOR, ZCNET_VERSION_PATCH);
 	printf("machine: kernel %s, nproc %d, cpu %s\n", u.release, nproc(),
 	       cpu);
-	printf("settings: --runs %u --bytes %llu (%s) --conns %u\n", opt.runs,
+	printf("settings: --section %s --runs %u --bytes %llu (%s) --conns"
+	       " %u\n\n", opt.section, opt.runs,
 	       (unsigned long long)opt.bytes, human(opt.bytes, h, sizeof(h)),
 	       opt.conns);
-	printf("commands, part 1 (each run; PORT is the one recv prints):\n");
-	printf("  %s recv --listen 127.0.0.1:0 --engine MODE\n", cli);
-	printf("  %s send --connect 127.0.0.1:PORT --bytes %llu\n", cli,
-	       (unsigned long long)opt.bytes);
-	printf("  MODE: plain (recv() into a 256 KiB buffer, no zcnet),"
-	       " socket, uring;\n  uring-batch: --engine uring --batch-us "
-	       BATCH_US "\n");
-	printf("part 2 runs inside zcnet-bench: forked servers on 127.0.0.1:0,"
-	       " clients in the parent\n\n");
 }
 
 /* ------------------------------------------------------------------ */
@@ -347,6 +419,7 @@ struct proc {
 	int fd[2];		/* stdout, stderr read ends; -1 at EOF */
 	struct outbuf out[2];
 	int status;
+	struct rusage ru;	/* the reaped child's, for its CPU time */
 	bool exited;
 };
 
@@ -390,7 +463,7 @@ static void proc_start(struct proc *p, const char *what, char *const argv[])
 		child_setup(parent);
 		dup2(po[1], 1);	/* dup2() clears O_CLOEXEC on the copy */
 		dup2(pe[1], 2);
-		execv(argv[0], argv);
+		execvp(argv[0], argv);
 		dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
@@ -420,7 +493,7 @@ static void proc_drain(struct proc *p, int j)
 
 static void proc_reap(struct proc *p)
 {
-	if (p->exited || waitpid(p->pid, &p->status, WNOHANG) != p->pid)
+	if (p->exited || wait4(p->pid, &p->status, WNOHANG, &p->ru) != p->pid)
 		return;
 	p->exited = true;
 	child_del(p->pid);
@@ -534,21 +607,36 @@ static bool kv_num(const char *line, const char *key, double *v)
 }
 
 /* ------------------------------------------------------------------ */
-/* Part 1: receive to memory                                           */
+/* Systems under test: a receiver, the sender meant for it, results     */
 /* ------------------------------------------------------------------ */
 
-struct result {
-	double gbs;	/* bytes / receiver seconds / 10^9 */
-	double cpu;	/* receiver CPU (user + sys) s per 10^9 bytes */
-	double copied, stalls;
+enum rx_kind { RX_ZCNET, RX_IPERF3 };
+
+struct sys {
+	char name[64];		/* its row in tables and TSVs */
+	enum rx_kind kind;
+	const char *engine;	/* zcnet recv --engine */
+	unsigned batch_us, conns, pool_mb, piece_kb, hold_ms;
+	bool aligned;		/* page-aligned ends, MSG_ZEROCOPY sender */
+	uint64_t bytes;		/* per connection */
+	unsigned x;		/* its point on a curve */
+	unsigned n;		/* good runs so far; one value each below */
+	double *gbs, *cpu, *stalls;
+	double mapped, received;	/* bytes over all runs */
+	char status[160];	/* "ok" or "failed:WHY" */
+	char features[128];
 };
 
 struct run {
-	const char *mode;
-	char name[64];		/* "run 2/5 of uring" */
+	struct sys *s;
+	char name[96];		/* "run 2/5 of zcnet uring" */
 	struct proc rx, tx;
-	char features[128];
-	bool interrupted;	/* recv needed a SIGINT to finish */
+	bool interrupted;	/* the receiver needed a SIGINT to finish */
+};
+
+/* What one good run measured. */
+struct result {
+	double bytes, secs, cpu_s, stalls, mapped;
 };
 
 /* The tail of what @p wrote on stdout (@j 0) or stderr (1). */
@@ -566,26 +654,47 @@ static void proc_dump(struct proc *p, int j)
 		fputc('\n', stderr);
 }
 
-static void __attribute__((noreturn, format(printf, 2, 3)))
+static void proc_kill(struct proc *p)
+{
+	if (!p->pid || p->exited)
+		return;
+	kill(-p->pid, SIGKILL);
+	kill(p->pid, SIGKILL);
+	wait4(p->pid, &p->status, 0, &p->ru);
+	p->exited = true;
+	child_del(p->pid);
+}
+
+/*
+ * A run failed: say why, stop its processes, show what they said (the
+ * best clue) and mark the system failed, keeping the reason for the
+ * TSV (no tabs or newlines in it). Returns -1.
+ */
+static int __attribute__((format(printf, 2, 3)))
 run_fail(struct run *r, const char *fmt, ...)
 {
 	struct proc *ps[2] = { &r->rx, &r->tx };
+	char why[128];
 	va_list ap;
 
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	for (char *c = why; *c; c++)
+		if (*c == '\t' || *c == '\n')
+			*c = ' ';
 	printf("FAILED\n");
 	fflush(stdout);
-	fprintf(stderr, "zcnet-bench: %s failed: ", r->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	kill_children();
-	/* What the CLI said is the best clue to why. */
-	for (int i = 0; i < 2; i++)
-		if (ps[i]->pid)
-			for (int j = 0; j < 2; j++)
-				proc_dump(ps[i], j);
-	exit(1);
+	fprintf(stderr, "zcnet-bench: %s failed: %s\n", r->name, why);
+	for (int i = 0; i < 2; i++) {
+		if (!ps[i]->pid)
+			continue;
+		proc_kill(ps[i]);
+		for (int j = 0; j < 2; j++)
+			proc_dump(ps[i], j);
+	}
+	snprintf(r->s->status, sizeof(r->s->status), "failed:%s", why);
+	return -1;
 }
 
 static const char *exit_text(int status, char *buf, size_t n)
@@ -600,137 +709,326 @@ static const char *exit_text(int status, char *buf, size_t n)
 	return buf;
 }
 
-static void check_exit(struct run *r, struct proc *p)
+static int check_exit(struct run *r, struct proc *p)
 {
 	char why[64];
 
-	if (!WIFEXITED(p->status) || WEXITSTATUS(p->status))
-		run_fail(r, "%s: %s", p->what,
-			 exit_text(p->status, why, sizeof(why)));
+	if (WIFEXITED(p->status) && !WEXITSTATUS(p->status))
+		return 0;
+	return run_fail(r, "%s: %s", p->what,
+			exit_text(p->status, why, sizeof(why)));
+}
+
+/* An argument vector built up one word at a time. */
+struct argv {
+	char *v[32];
+	int n;
+	char num[8][24];	/* room for the numbers in it */
+	int nn;
+};
+
+static void arg(struct argv *a, const char *s)
+{
+	a->v[a->n++] = (char *)s;
+	a->v[a->n] = NULL;
+}
+
+static void arg_num(struct argv *a, const char *flag, uint64_t v)
+{
+	char *b = a->num[a->nn++];
+
+	snprintf(b, sizeof(a->num[0]), "%llu", (unsigned long long)v);
+	if (flag)
+		arg(a, flag);
+	arg(a, b);
+}
+
+static void zcnet_rx_args(const struct sys *s, struct argv *a)
+{
+	arg(a, cli);
+	arg(a, "recv");
+	arg(a, "--listen");
+	arg(a, "127.0.0.1:0");
+	arg(a, "--engine");
+	arg(a, s->engine);
+	if (s->batch_us)
+		arg_num(a, "--batch-us", s->batch_us);
+	if (s->aligned)
+		arg(a, "--page-aligned");
+	if (s->conns > 1)
+		arg_num(a, "--connections", s->conns);
+	if (s->pool_mb)
+		arg_num(a, "--pool-mb", s->pool_mb);
+	if (s->piece_kb)
+		arg_num(a, "--piece-kb", s->piece_kb);
+	if (s->hold_ms)
+		arg_num(a, "--hold-ms", s->hold_ms);
+}
+
+static void tx_args(const struct sys *s, const char *port, struct argv *a)
+{
+	static char addr[32];
+
+	if (s->kind == RX_IPERF3) {
+		arg(a, "iperf3");
+		arg(a, "-c");
+		arg(a, "127.0.0.1");
+		arg(a, "-p");
+		arg(a, port);
+		arg_num(a, "-n", s->bytes);
+		arg(a, "-J");	/* quiet: the receiver's JSON counts */
+		return;
+	}
+	snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
+	arg(a, cli);
+	arg(a, "send");
+	arg(a, "--connect");
+	arg(a, addr);
+	arg_num(a, "--bytes", s->bytes);
+	if (s->conns > 1)
+		arg_num(a, "--connections", s->conns);
+	if (s->aligned) {
+		arg(a, "--zerocopy");
+		arg(a, "--page-aligned");
+	}
 }
 
 /* Start `zcnet recv` and read its port from the listening line. */
-static int start_recv(struct run *r)
+static int zcnet_start(struct run *r)
 {
 	static const char pfx[] = "zcnet recv: listening on 127.0.0.1:";
-	bool batch = !strcmp(r->mode, modes[URING_BATCH]);
-	char *argv[] = { cli, "recv", "--listen", "127.0.0.1:0", "--engine",
-			 batch ? (char *)"uring" : (char *)r->mode,
-			 batch ? "--batch-us" : NULL, BATCH_US, NULL };
 	struct proc *ps[1] = { &r->rx };
 	double deadline = now() + LISTEN_TIMEOUT_S;
+	struct argv a = { .n = 0 };
 	char line[512], *s;
 	long port;
 
-	proc_start(&r->rx, "recv", argv);
+	zcnet_rx_args(r->s, &a);
+	proc_start(&r->rx, "recv", a.v);
 	while (!find_line(&r->rx.out[1], pfx, line, sizeof(line))) {
-		if (proc_done(&r->rx))
-			check_exit(r, &r->rx);
+		if (proc_done(&r->rx) && check_exit(r, &r->rx))
+			return -1;
 		if (proc_done(&r->rx) || now() > deadline)
-			run_fail(r, "recv printed no listening line");
+			return run_fail(r, "recv printed no listening line");
 		proc_pump(ps, 1, 100);
 	}
 	port = strtol(line + strlen(pfx), NULL, 10);
 	if (port <= 0 || port > 65535)
-		run_fail(r, "bad listening line: %s", line);
+		return run_fail(r, "bad listening line: %s", line);
 	s = strstr(line, " features=");
-	snprintf(r->features, sizeof(r->features), "%s",
+	snprintf(r->s->features, sizeof(r->s->features), "%s",
 		 s ? s + strlen(" features=") : "?");
 	return (int)port;
 }
 
-/* Long enough for a slow machine, short enough to catch a hang. */
-static double run_timeout(void)
+/* A port free right now on 127.0.0.1, for a server that needs one. */
+static int free_port(void)
 {
-	return 60.0 + opt.bytes / 20e6;
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+
+	if (fd < 0)
+		return -1;
+	if (!bind(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
+	    !getsockname(fd, (struct sockaddr *)&sa, &len))
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
 }
 
-static void run_transfer(struct run *r, int port)
+/*
+ * Is something listening on 127.0.0.1:@port? iperf3 says so only in its
+ * final JSON, and a probing connection would count as its one test, so
+ * ask the kernel (state 0A is LISTEN).
+ */
+static bool listening(int port)
 {
-	char portarg[32], bytes[32];
-	char *argv[] = { cli, "send", "--connect", portarg, "--bytes", bytes,
-			 NULL };
-	struct proc *ps[2] = { &r->rx, &r->tx };
+	FILE *f = fopen("/proc/net/tcp", "r");
+	char line[256], want[32];
+	bool found = false;
 
-	snprintf(portarg, sizeof(portarg), "127.0.0.1:%d", port);
-	snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)opt.bytes);
-	proc_start(&r->tx, "send", argv);
-	if (!proc_wait(&r->tx, ps, 2, now() + run_timeout()))
-		run_fail(r, "send did not finish in %.0f s", run_timeout());
-	check_exit(r, &r->tx);
+	if (!f)
+		return false;
+	snprintf(want, sizeof(want), "0100007F:%04X 00000000:0000 0A", port);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, want) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* Start a one-test iperf3 server (-1) on a free port; returns the port. */
+static int iperf3_start(struct run *r)
+{
+	struct proc *ps[1] = { &r->rx };
+	double deadline = now() + LISTEN_TIMEOUT_S;
+	struct argv a = { .n = 0 };
+	int port = free_port();
+
+	if (port < 0)
+		return run_fail(r, "no free port: %s", strerror(errno));
+	arg(&a, "iperf3");
+	arg(&a, "-s");
+	arg(&a, "-1");
+	arg(&a, "-B");
+	arg(&a, "127.0.0.1");
+	arg_num(&a, "-p", port);
+	arg(&a, "-J");
+	proc_start(&r->rx, "iperf3 -s", a.v);
+	while (!listening(port)) {
+		if (proc_done(&r->rx) && check_exit(r, &r->rx))
+			return -1;
+		if (proc_done(&r->rx) || now() > deadline)
+			return run_fail(r, "iperf3 -s did not listen");
+		proc_pump(ps, 1, 20);
+	}
+	return port;
+}
+
+/* Long enough for a slow machine, short enough to catch a hang. */
+static double run_timeout(const struct sys *s)
+{
+	return 60.0 + (double)s->bytes * s->conns / 20e6;
+}
+
+static int run_transfer(struct run *r, int port)
+{
+	struct proc *ps[2] = { &r->rx, &r->tx };
+	struct argv a = { .n = 0 };
+	char portstr[16];
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	tx_args(r->s, portstr, &a);
+	proc_start(&r->tx, r->s->kind == RX_IPERF3 ? "iperf3 -c" : "send",
+		   a.v);
+	if (!proc_wait(&r->tx, ps, 2, now() + run_timeout(r->s)))
+		return run_fail(r, "the sender did not finish in %.0f s",
+				run_timeout(r->s));
+	if (check_exit(r, &r->tx))
+		return -1;
 
 	/*
-	 * recv ends when its connection does; if it keeps listening for
-	 * more, SIGINT is how a user ends it and gets the summary.
+	 * The receiver ends when its connections do; if it keeps listening
+	 * for more, SIGINT is how a user ends it and gets the summary.
 	 */
 	if (proc_wait(&r->rx, ps, 2, now() + RECV_GRACE_S))
-		return;
+		return check_exit(r, &r->rx);
 	r->interrupted = true;
 	kill(r->rx.pid, SIGINT);
 	if (!proc_wait(&r->rx, ps, 2, now() + SIGINT_GRACE_S))
-		run_fail(r, "recv did not exit after send, nor on SIGINT");
+		return run_fail(r, "the receiver did not exit after the"
+				" sender, nor on SIGINT");
+	return check_exit(r, &r->rx);
 }
 
-static void need(struct run *r, struct proc *p, const char *line,
-		 const char *key, double *v)
+static int need(struct run *r, const char *line, const char *key, double *v)
 {
-	if (!kv_num(line, key, v))
-		run_fail(r, "%s summary has no number %s=: %s", p->what, key,
-			 line);
+	if (kv_num(line, key, v))
+		return 0;
+	return run_fail(r, "recv summary has no number %s=", key);
 }
 
-static void parse_results(struct run *r, struct result *res)
+static int zcnet_results(struct run *r, struct result *res)
 {
+	double want = (double)r->s->bytes * r->s->conns, conns;
 	char line[1024], eng[32] = "?";
-	double bytes, secs, conns, sent;
 
-	check_exit(r, &r->rx);
 	if (!find_line(&r->rx.out[0], "summary ", line, sizeof(line)))
-		run_fail(r, "recv printed no summary line");
-	need(r, &r->rx, line, "bytes", &bytes);
-	need(r, &r->rx, line, "seconds", &secs);
-	need(r, &r->rx, line, "cpu_s_per_gb", &res->cpu);
-	need(r, &r->rx, line, "copied", &res->copied);
-	need(r, &r->rx, line, "stalls", &res->stalls);
-	need(r, &r->rx, line, "connections", &conns);
-	if (!kv(line, "engine", eng, sizeof(eng)) ||
-	    strncmp(eng, r->mode, strlen(eng)))
-		run_fail(r, "recv ran engine %s, not %s", eng, r->mode);
-	if (bytes != (double)opt.bytes || conns != 1)
-		run_fail(r, "recv got %.0f bytes on %.0f connections,"
-			 " expected %llu on 1", bytes, conns,
-			 (unsigned long long)opt.bytes);
-	/* recv prints milliseconds: a tiny run does not register. */
-	if (secs <= 0)
-		run_fail(r, "recv took %g s: too short to time, use a larger"
-			 " --bytes", secs);
-	res->gbs = bytes / secs / GB;
-
-	if (!find_line(&r->tx.out[0], "summary ", line, sizeof(line)))
-		run_fail(r, "send printed no summary line");
-	need(r, &r->tx, line, "bytes", &sent);
-	if (sent != (double)opt.bytes)
-		run_fail(r, "send sent %.0f bytes, expected %llu", sent,
-			 (unsigned long long)opt.bytes);
+		return run_fail(r, "recv printed no summary line");
+	if (need(r, line, "bytes", &res->bytes) ||
+	    need(r, line, "seconds", &res->secs) ||
+	    need(r, line, "stalls", &res->stalls) ||
+	    need(r, line, "mapped", &res->mapped) ||
+	    need(r, line, "connections", &conns))
+		return -1;
+	if (!kv(line, "engine", eng, sizeof(eng)) || strcmp(eng, r->s->engine))
+		return run_fail(r, "recv ran engine %s, not %s", eng,
+				r->s->engine);
+	if (res->bytes != want || conns != r->s->conns)
+		return run_fail(r, "recv got %.0f bytes on %.0f connections,"
+				" expected %.0f on %u", res->bytes, conns,
+				want, r->s->conns);
+	if (!find_line(&r->tx.out[0], "summary ", line, sizeof(line)) ||
+	    !kv_num(line, "bytes", &conns) || conns != want)
+		return run_fail(r, "send did not report %.0f bytes sent", want);
+	return 0;
 }
 
-static void run_once(const char *mode, unsigned n, struct result *res,
-		     char *features, size_t fsz)
+/* The number after "@key": in @s, iperf3's JSON ("key":<tab>number). */
+static bool json_num(const char *s, const char *key, double *v)
 {
-	struct run r = { .mode = mode };
-	int port;
+	char pat[64], *end;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	s = s ? strstr(s, pat) : NULL;
+	if (!s)
+		return false;
+	*v = strtod(s + strlen(pat), &end);
+	return end != s + strlen(pat);
+}
+
+/*
+ * iperf3's server counts the bytes up to the client's end-of-test
+ * message: a little less than was sent. Rate and CPU per byte both use
+ * that count, as iperf3 reports it.
+ */
+static int iperf3_results(struct run *r, struct result *res)
+{
+	const char *sum = strstr(r->rx.out[0].p, "\"sum_received\"");
+
+	if (!json_num(sum, "bytes", &res->bytes) ||
+	    !json_num(sum, "seconds", &res->secs))
+		return run_fail(r, "iperf3 -s printed no sum_received");
+	res->stalls = res->mapped = 0;
+	if (res->bytes < 0.5 * r->s->bytes)
+		return run_fail(r, "iperf3 -s received %.0f of %llu bytes",
+				res->bytes, (unsigned long long)r->s->bytes);
+	return 0;
+}
+
+static double tv_s(struct timeval tv)
+{
+	return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static void record(struct sys *s, struct result *res, bool interrupted)
+{
+	unsigned i = s->n++;
+
+	s->gbs[i] = res->bytes / res->secs / GB;
+	s->cpu[i] = res->cpu_s / (res->bytes / GB);
+	s->stalls[i] = res->stalls;
+	s->mapped += res->mapped;
+	s->received += res->bytes;
+	printf("%7.3f GB/s  %6.3f CPU s/GB  stalls %.0f%s\n", s->gbs[i],
+	       s->cpu[i], res->stalls,
+	       interrupted ? "  (receiver ended by SIGINT)" : "");
+}
+
+static void run_once(struct sys *s, unsigned n)
+{
+	struct run r = { .s = s };
+	struct result res;
+	int port, err;
 
 	snprintf(r.name, sizeof(r.name), "run %u/%u of %s", n, opt.runs,
-		 mode);
-	printf("  run %u/%u  %-11s ", n, opt.runs, mode);
+		 s->name);
+	printf("  run %u/%u  %-30s ", n, opt.runs, s->name);
 	fflush(stdout);
-	port = start_recv(&r);
-	run_transfer(&r, port);
-	parse_results(&r, res);
-	printf("%7.3f GB/s  %6.3f CPU s/GB  copied %.0f  stalls %.0f%s\n",
-	       res->gbs, res->cpu, res->copied, res->stalls,
-	       r.interrupted ? "  (recv ended by SIGINT)" : "");
-	snprintf(features, fsz, "%s", r.features);
+	port = s->kind == RX_IPERF3 ? iperf3_start(&r) : zcnet_start(&r);
+	err = port < 0 ? -1 : run_transfer(&r, port);
+	if (!err)
+		err = s->kind == RX_IPERF3 ? iperf3_results(&r, &res) :
+					     zcnet_results(&r, &res);
+	if (!err && res.secs <= 0)	/* recv prints milliseconds */
+		err = run_fail(&r, "took %g s: too short to time, use a larger"
+			       " --bytes", res.secs);
+	if (!err) {
+		/* The reaped receiver's own user+sys, start-up included. */
+		res.cpu_s = tv_s(r.rx.ru.ru_utime) + tv_s(r.rx.ru.ru_stime);
+		record(s, &res, r.interrupted);
+	}
 	proc_free(&r.rx);
 	proc_free(&r.tx);
 }
@@ -779,6 +1077,66 @@ static bool uring_works(char *why, size_t n)
 	return works;
 }
 
+/* Is @prog on $PATH? */
+static bool have_program(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char dir[PATH_MAX];
+
+	while (path && *path) {
+		size_t len = strcspn(path, ":");
+
+		snprintf(dir, sizeof(dir), "%.*s/%s", (int)len, path, prog);
+		if (!access(dir, X_OK))
+			return true;
+		path += len + (path[len] == ':');
+	}
+	return false;
+}
+
+/*
+ * Runs every system --runs times, interleaved (run 1 of each, then run
+ * 2, ...) so that drift on a noisy machine hits all of them alike. A
+ * system that fails once is marked failed and not run again.
+ */
+static void measure(struct sys *ss, int n)
+{
+	char why[120];	/* fits in status[] after its prefix */
+
+	for (int k = 0; k < n; k++) {
+		struct sys *s = &ss[k];
+
+		s->gbs = calloc(opt.runs, sizeof(double));
+		s->cpu = calloc(opt.runs, sizeof(double));
+		s->stalls = calloc(opt.runs, sizeof(double));
+		if (!s->gbs || !s->cpu || !s->stalls)
+			die("out of memory");
+		snprintf(s->status, sizeof(s->status), "ok");
+		if (s->kind == RX_IPERF3 && !have_program("iperf3"))
+			snprintf(s->status, sizeof(s->status),
+				 "failed:iperf3 is not installed");
+		if (s->kind == RX_ZCNET && !strcmp(s->engine, "uring") &&
+		    !uring_works(why, sizeof(why)))
+			snprintf(s->status, sizeof(s->status),
+				 "failed:io_uring cannot run: %s", why);
+		if (strcmp(s->status, "ok"))
+			printf("  %s: %s\n", s->name, s->status);
+	}
+	for (unsigned i = 0; i < opt.runs; i++)
+		for (int k = 0; k < n; k++)
+			if (!strcmp(ss[k].status, "ok"))
+				run_once(&ss[k], i + 1);
+}
+
+static void sys_free(struct sys *ss, int n)
+{
+	for (int k = 0; k < n; k++) {
+		free(ss[k].gbs);
+		free(ss[k].cpu);
+		free(ss[k].stalls);
+	}
+}
+
 struct stat3 {
 	double med, min, max;
 };
@@ -808,122 +1166,338 @@ static const char *verdict(bool met)
 	return met ? "met" : "NOT met";
 }
 
-/*
- * Each mode against the plain run of the same round: drift that hits a
- * whole round cancels out. Shown beside the ratio of medians, not
- * instead of it.
- */
-static void print_paired(bool *on, double (*gbs)[NMODES],
-			 double (*cpu)[NMODES])
+static bool sys_ok(const struct sys *s)
 {
-	double tr[opt.runs], cr[opt.runs];
-
-	printf("  median of per-round ratios (each run against the plain run"
-	       " of its round):\n");
-	for (int m = 1; m < NMODES; m++) {
-		if (!on[m])
-			continue;
-		for (unsigned i = 0; i < opt.runs; i++) {
-			tr[i] = gbs[i][m] / gbs[i][0];
-			cr[i] = cpu[i][m] / cpu[i][0];
-		}
-		printf("    %-11s throughput %.3f  CPU %.3f\n", modes[m],
-		       stats(tr, opt.runs).med, stats(cr, opt.runs).med);
-	}
+	return !strcmp(s->status, "ok") && s->n > 0;
 }
 
-static void print_targets(bool *on, const struct stat3 *t,
-			  const struct stat3 *c)
-{
-	double tr = t[URING].med / t[0].med, cr = c[URING].med / c[0].med;
+/* ------------------------------------------------------------------ */
+/* Tables: on stdout for people, as TSV for the report                 */
+/* ------------------------------------------------------------------ */
 
-	printf("  targets, uring against plain recv() (within 5%%; ratios of"
-	       " medians):\n");
-	if (!on[URING]) {
-		printf("    not measured: uring was skipped\n");
+#define TSV_HEAD "system\tgbps_med\tgbps_min\tgbps_max\tcpu_s_per_gb_med" \
+	"\tcpu_s_per_gb_min\tcpu_s_per_gb_max\truns\tstatus"
+#define TSV_STALLS "\tstalls_med\tstalls_min\tstalls_max"
+
+/* Open @name in the --tsv directory, or NULL without --tsv. */
+static FILE *tsv_open(const char *name, const char *mode)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	if (!opt.tsv)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/%s", opt.tsv, name);
+	f = fopen(path, mode);
+	if (!f)
+		die("%s: %s", path, strerror(errno));
+	return f;
+}
+
+static void tsv_close(FILE *f)
+{
+	if (f && fclose(f))
+		die("writing a TSV: %s", strerror(errno));
+}
+
+/* One row in the shared format; with @xname, a curve's row. */
+static void tsv_row(FILE *f, const struct sys *s, const char *xname)
+{
+	struct stat3 t, c, st;
+
+	if (!f)
+		return;
+	if (xname)
+		fprintf(f, "%u\t", s->x);
+	if (!sys_ok(s)) {
+		fprintf(f, "%s\t-\t-\t-\t-\t-\t-\t-\t%s%s\n", s->name,
+			s->status, xname ? "\t-\t-\t-" : "");
 		return;
 	}
-	printf("    throughput ratio >= %.3f: %.3f  %s\n", TARGET, tr,
-	       verdict(tr >= TARGET));
-	printf("    CPU ratio <= %.3f (1/%.2f): %.3f  %s\n", 1 / TARGET, TARGET,
-	       cr, verdict(cr <= 1 / TARGET));
-	if (on[URING_BATCH])
-		printf("    with --batch-us " BATCH_US ": throughput %.3f, CPU %.3f\n",
-		       t[URING_BATCH].med / t[0].med, c[URING_BATCH].med / c[0].med);
+	t = stats(s->gbs, s->n);
+	c = stats(s->cpu, s->n);
+	st = stats(s->stalls, s->n);
+	fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%.4f\t%.4f\t%.4f\t%u\tok", s->name,
+		t.med, t.min, t.max, c.med, c.min, c.max, s->n);
+	if (xname)
+		fprintf(f, "\t%.0f\t%.0f\t%.0f", st.med, st.min, st.max);
+	fputc('\n', f);
 }
 
-static void print_table(bool *on, double (*gbs)[NMODES],
-			double (*cpu)[NMODES])
+static void write_tsv(const char *file, struct sys *ss, int n,
+		      const char *xname)
 {
-	struct stat3 t[NMODES], c[NMODES];
-	double tv[opt.runs], cv[opt.runs];
+	FILE *f = tsv_open(file, "w");
 
-	for (int m = 0; m < NMODES; m++) {
-		if (!on[m])
-			continue;
-		for (unsigned i = 0; i < opt.runs; i++) {
-			tv[i] = gbs[i][m];
-			cv[i] = cpu[i][m];
-		}
-		t[m] = stats(tv, opt.runs);
-		c[m] = stats(cv, opt.runs);
-	}
-	printf("\n  %-11s | %-33s | %s\n", "", "throughput GB/s",
-	       "receiver CPU s/GB (user+sys)");
-	printf("  %-11s | %8s %7s %7s %8s | %8s %7s %7s %8s\n", "mode",
-	       "median", "min", "max", "vs plain", "median", "min", "max",
-	       "vs plain");
-	for (int m = 0; m < NMODES; m++) {
-		if (!on[m]) {
-			printf("  %-11s | (skipped)\n", modes[m]);
-			continue;
-		}
-		printf("  %-11s | %8.3f %7.3f %7.3f %8.3f | %8.3f %7.3f %7.3f"
-		       " %8.3f\n", modes[m], t[m].med, t[m].min, t[m].max,
-		       t[m].med / t[0].med, c[m].med, c[m].min, c[m].max,
-		       c[m].med / c[0].med);
-	}
-	printf("  (GB = 10^9 bytes; GB/s = bytes / receiver seconds; vs plain"
-	       " = median / plain median)\n\n");
-	print_targets(on, t, c);
-	print_paired(on, gbs, cpu);
+	if (!f)
+		return;
+	if (xname)
+		fprintf(f, "%s\t" TSV_HEAD TSV_STALLS "\n", xname);
+	else
+		fprintf(f, TSV_HEAD "\n");
+	for (int k = 0; k < n; k++)
+		tsv_row(f, &ss[k], xname);
+	tsv_close(f);
 }
 
-static void part_throughput(void)
+static void print_ratio(double v, double base)
 {
-	double (*gbs)[NMODES] = calloc(opt.runs, sizeof(*gbs));
-	double (*cpu)[NMODES] = calloc(opt.runs, sizeof(*cpu));
-	char features[NMODES][128] = { { 0 } };
-	bool on[NMODES] = { true, true, true, true };
-	char why[256], h[32];
-	struct result res;
+	if (base > 0)
+		printf(" %8.3f", v / base);
+	else
+		printf(" %8s", "-");
+}
 
-	if (!gbs || !cpu)
-		die("out of memory");
-	printf("1. receive to memory over loopback: %u run%s of %s per mode,"
+/* Median, min-max and the ratio of medians against @base, per system. */
+static void print_table(struct sys *ss, int n, const struct sys *base)
+{
+	struct stat3 bt = { 0 }, bc = { 0 };
+
+	if (base && sys_ok(base)) {
+		bt = stats(base->gbs, base->n);
+		bc = stats(base->cpu, base->n);
+	}
+	printf("\n  %-30s | %-33s | %s\n", "", "throughput GB/s",
+	       "CPU s/GB (user+sys)");
+	printf("  %-30s | %8s %7s %7s %8s | %8s %7s %7s %8s  stalls\n",
+	       "system", "median", "min", "max", "ratio", "median", "min",
+	       "max", "ratio");
+	for (int k = 0; k < n; k++) {
+		struct sys *s = &ss[k];
+		struct stat3 t, c;
+
+		if (!sys_ok(s)) {
+			printf("  %-30s | %s\n", s->name, s->status);
+			continue;
+		}
+		t = stats(s->gbs, s->n);
+		c = stats(s->cpu, s->n);
+		printf("  %-30s | %8.3f %7.3f %7.3f", s->name, t.med, t.min,
+		       t.max);
+		print_ratio(t.med, bt.med);
+		printf(" | %8.3f %7.3f %7.3f", c.med, c.min, c.max);
+		print_ratio(c.med, bc.med);
+		printf("  %.0f\n", stats(s->stalls, s->n).med);
+	}
+	printf("  (GB = 10^9 bytes; GB/s = bytes / receiver seconds%s%s)\n",
+	       base ? "; ratio = median / median of " : "",
+	       base ? base->name : "");
+}
+
+/* ------------------------------------------------------------------ */
+/* Section recv: receive to memory over loopback                        */
+/* ------------------------------------------------------------------ */
+
+static void zsys(struct sys *s, const char *name, const char *engine)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->kind = RX_ZCNET;
+	s->engine = engine;
+	s->conns = 1;
+	s->bytes = opt.bytes;
+}
+
+static void print_recv_commands(void)
+{
+	printf("commands (each run; PORT is the one the receiver listens on):\n"
+	       "  recv() 256 KiB:  %s recv --listen 127.0.0.1:0 --engine plain\n"
+	       "  iperf3:          iperf3 -s -1 -B 127.0.0.1 -p PORT -J\n"
+	       "    sender:        iperf3 -c 127.0.0.1 -p PORT -n %llu -J\n"
+	       "  zcnet E:         %s recv --listen 127.0.0.1:0 --engine E\n"
+	       "    (batch-us 200: --engine uring --batch-us " BATCH_US ";"
+	       " mmap: --engine mmap --page-aligned)\n"
+	       "  sender:          %s send --connect 127.0.0.1:PORT --bytes %llu\n"
+	       "    (mmap: with --zerocopy --page-aligned)\n", cli,
+	       (unsigned long long)opt.bytes, cli, cli,
+	       (unsigned long long)opt.bytes);
+}
+
+static void section_recv(void)
+{
+	struct sys ss[6];
+	char h[32];
+
+	zsys(&ss[0], "recv() 256 KiB", "plain");
+	zsys(&ss[1], "iperf3", NULL);
+	ss[1].kind = RX_IPERF3;
+	zsys(&ss[2], "zcnet socket", "socket");
+	zsys(&ss[3], "zcnet uring", "uring");
+	zsys(&ss[4], "zcnet uring batch-us " BATCH_US, "uring");
+	ss[4].batch_us = atoi(BATCH_US);
+	zsys(&ss[5], "zcnet mmap", "mmap");
+	ss[5].aligned = true;
+
+	printf("1. receive to memory over loopback: %u run%s of %s per system,"
 	       " interleaved\n", opt.runs, opt.runs == 1 ? "" : "s",
 	       human(opt.bytes, h, sizeof(h)));
-	if (!uring_works(why, sizeof(why))) {
-		on[URING] = on[URING_BATCH] = false;
-		printf("  uring skipped: %s\n", why);
-	}
-	for (unsigned i = 0; i < opt.runs; i++) {
-		for (int m = 0; m < NMODES; m++) {
-			if (!on[m])
-				continue;
-			run_once(modes[m], i + 1, &res, features[m],
-				 sizeof(features[m]));
-			gbs[i][m] = res.gbs;
-			cpu[i][m] = res.cpu;
+	print_recv_commands();
+	measure(ss, 6);
+	for (int k = 2; k < 6; k++)
+		if (sys_ok(&ss[k]))
+			printf("  %s features: %s\n", ss[k].name,
+			       *ss[k].features ? ss[k].features : "(none)");
+	if (sys_ok(&ss[5]))
+		printf("  zcnet mmap: %.1f%% of the bytes mapped, the rest"
+		       " copied\n", 100 * ss[5].mapped / ss[5].received);
+	print_table(ss, 6, &ss[0]);
+	write_tsv("recv.tsv", ss, 6, NULL);
+	sys_free(ss, 6);
+}
+
+/* ------------------------------------------------------------------ */
+/* Curves: streams, pool size, piece size                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Aggregate throughput with N concurrent streams, as many connections
+ * from one sender process; the same total bytes at every point.
+ */
+static void section_scale(void)
+{
+	int n = 2 * opt.nstreams;
+	struct sys *ss = calloc(n, sizeof(*ss));
+
+	if (!ss)
+		die("out of memory");
+	printf("\nscale: %s in total over N concurrent streams (zcnet send"
+	       " --connections N;\n  recv --connections N), %u runs\n",
+	       human(opt.bytes, (char[32]){ 0 }, 32), opt.runs);
+	for (unsigned i = 0; i < opt.nstreams; i++) {
+		unsigned c = opt.streams[i];
+		uint64_t per = opt.bytes / c;
+
+		per = per < (64 << 10) ? (64 << 10) : per;
+		zsys(&ss[2 * i], "recv() 256 KiB", "plain");
+		zsys(&ss[2 * i + 1], "zcnet uring", "uring");
+		for (int j = 0; j < 2; j++) {
+			struct sys *s = &ss[2 * i + j];
+
+			s->conns = s->x = c;
+			s->bytes = per;
+			snprintf(s->name + strlen(s->name),
+				 sizeof(s->name) - strlen(s->name),
+				 ", %u stream%s", c, c == 1 ? "" : "s");
 		}
 	}
-	for (int m = 1; m < NMODES; m++)
-		if (on[m])
-			printf("  %s engine features: %s\n", modes[m],
-			       *features[m] ? features[m] : "(none)");
-	print_table(on, gbs, cpu);
-	free(gbs);
-	free(cpu);
+	measure(ss, n);
+	print_table(ss, n, &ss[0]);
+	/* The TSV names the system alone: the streams are its x column. */
+	for (int k = 0; k < n; k++)
+		*strchr(ss[k].name, ',') = '\0';
+	write_tsv("scale.tsv", ss, n, "streams");
+	sys_free(ss, n);
+	free(ss);
+}
+
+/* One zcnet uring system per value of @list, @x setting the knob. */
+static void curve(const char *title, const char *file, const char *xname,
+		  const unsigned *list, unsigned n, unsigned hold_ms,
+		  bool pool)
+{
+	struct sys *ss = calloc(n, sizeof(*ss));
+
+	if (!ss)
+		die("out of memory");
+	printf("\n%s, %u runs of %s each\n", title, opt.runs,
+	       human(opt.bytes, (char[32]){ 0 }, 32));
+	for (unsigned i = 0; i < n; i++) {
+		zsys(&ss[i], "zcnet uring", "uring");
+		ss[i].x = list[i];
+		ss[i].hold_ms = hold_ms;
+		if (pool)
+			ss[i].pool_mb = list[i];
+		else
+			ss[i].piece_kb = list[i];
+		snprintf(ss[i].name, sizeof(ss[i].name), "zcnet uring, %s %u",
+			 xname, list[i]);
+	}
+	measure(ss, n);
+	print_table(ss, n, NULL);
+	for (unsigned i = 0; i < n; i++)
+		*strchr(ss[i].name, ',') = '\0';
+	write_tsv(file, ss, n, xname);
+	sys_free(ss, n);
+	free(ss);
+}
+
+/*
+ * Backpressure: an application that keeps every piece HOLD_MS before
+ * releasing it, against pools of several sizes. A small pool runs dry
+ * (a stall: the engine stops reading until pieces come back, and the
+ * sender is held up by TCP's window) and throughput falls.
+ */
+static void section_pool(void)
+{
+	curve("pool: zcnet recv --engine uring --hold-ms " HOLD_MS
+	      " --pool-mb N (one stream; stalls = times the pool ran dry)",
+	      "pool.tsv", "pool_mb", opt.pools, opt.npools, atoi(HOLD_MS),
+	      true);
+}
+
+static void section_piece(void)
+{
+	curve("piece: zcnet recv --engine uring --piece-kb N (one stream,"
+	      " 16 MiB pool)", "piece.tsv", "piece_kb", opt.pieces,
+	      opt.npieces, 0, false);
+}
+
+/* ------------------------------------------------------------------ */
+/* Section limits: what the machine can do at best                      */
+/* ------------------------------------------------------------------ */
+
+static void limit_runs(struct sys *s, int (*fn)(double *, double *,
+						 char *, size_t))
+{
+	char why[128];
+
+	snprintf(s->status, sizeof(s->status), "ok");
+	s->gbs = calloc(opt.runs, sizeof(double));
+	s->cpu = calloc(opt.runs, sizeof(double));
+	s->stalls = calloc(opt.runs, sizeof(double));
+	if (!s->gbs || !s->cpu || !s->stalls)
+		die("out of memory");
+	for (unsigned i = 0; i < opt.runs; i++) {
+		printf("  run %u/%u  %-30s ", i + 1, opt.runs, s->name);
+		if (fn(&s->gbs[i], &s->cpu[i], why, sizeof(why))) {
+			printf("FAILED: %s\n", why);
+			snprintf(s->status, sizeof(s->status), "failed:%s",
+				 why);
+			return;
+		}
+		printf("%7.3f GB/s  %6.3f CPU s/GB\n", s->gbs[i], s->cpu[i]);
+		s->n++;
+	}
+}
+
+static int memcpy_fn(double *gbs, double *cpu, char *why, size_t n)
+{
+	return limit_memcpy(MEMCPY_BYTES, gbs, cpu, why, n);
+}
+
+static int odirect_fn(double *gbs, double *cpu, char *why, size_t n)
+{
+	return limit_odirect(opt.dir, opt.bytes, gbs, cpu, why, n);
+}
+
+static void section_limits(void)
+{
+	struct sys ss[2];
+
+	memset(ss, 0, sizeof(ss));
+	snprintf(ss[0].name, sizeof(ss[0].name), "memcpy, 1 core");
+	snprintf(ss[1].name, sizeof(ss[1].name), "O_DIRECT write, %s",
+		 opt.dir);
+	printf("\nlimits: memcpy() of %d MiB buffers on one core, %d GiB a"
+	       " run; O_DIRECT\n  writes of 1 MiB to a new file in %s, %s a"
+	       " run, then fdatasync(); %u runs\n", MEMCPY_BUF >> 20,
+	       (int)(MEMCPY_BYTES >> 30), opt.dir,
+	       human(opt.bytes, (char[32]){ 0 }, 32), opt.runs);
+	limit_runs(&ss[0], memcpy_fn);
+	limit_runs(&ss[1], odirect_fn);
+	print_table(ss, 2, NULL);
+	write_tsv("limits.tsv", ss, 2, NULL);
+	sys_free(ss, 2);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1448,7 +2022,28 @@ static void print_memory(const struct mem *z, const struct mem *e)
 	       " hold the same %u kernel sockets.\n", opt.conns);
 }
 
-static void part_memory(void)
+static void memory_row(FILE *f, const char *server, const struct mem *m)
+{
+	fprintf(f, "%u\t%s\t%ld\t%ld\t%.0f\n", opt.conns, server, m->before,
+		m->after, m->per_conn);
+}
+
+/* Appended: one run per --conns value makes the curve. */
+static void write_memory_tsv(const struct mem *z, const struct mem *e)
+{
+	FILE *f = tsv_open("memory.tsv", "a");
+
+	if (!f)
+		return;
+	if (ftell(f) == 0)
+		fprintf(f, "conns\tserver\trss_setup_kb\trss_conns_kb"
+			"\tbytes_per_conn\n");
+	memory_row(f, "zcnet", z);
+	memory_row(f, "epoll 64 KiB", e);
+	tsv_close(f);
+}
+
+static void section_memory(void)
 {
 	int *fds = calloc(opt.conns, sizeof(int));
 	struct mem z, e;
@@ -1456,7 +2051,7 @@ static void part_memory(void)
 
 	if (!fds)
 		die("out of memory");
-	printf("\n2. memory per idle connection: %u connections on"
+	printf("\nmemory per idle connection: %u connections on"
 	       " 127.0.0.1, one %d-byte hello each\n", opt.conns, HELLO_LEN);
 	if (!uring_works(why, sizeof(why))) {
 		mem_engine = ZC_ENGINE_SOCKET;
@@ -1469,6 +2064,14 @@ static void part_memory(void)
 	measure_server("epoll", epoll_server, fds, &e);
 	free(fds);
 	print_memory(&z, &e);
+	write_memory_tsv(&z, &e);
+}
+
+static bool section_on(const char *name)
+{
+	return !strcmp(opt.section, name) ||
+	       (!strcmp(opt.section, "all") &&
+		(!strcmp(name, "recv") || !strcmp(name, "memory")));
 }
 
 int main(int argc, char **argv)
@@ -1477,9 +2080,20 @@ int main(int argc, char **argv)
 	parse_args(argc, argv);
 	catch_signals();
 	find_cli();
-	raise_nofile();		/* now: better than after part 1 */
+	if (section_on("memory"))
+		raise_nofile();		/* now: better than after recv */
 	print_header();
-	part_throughput();
-	part_memory();
+	if (section_on("recv"))
+		section_recv();
+	if (section_on("memory"))
+		section_memory();
+	if (section_on("scale"))
+		section_scale();
+	if (section_on("pool"))
+		section_pool();
+	if (section_on("piece"))
+		section_piece();
+	if (section_on("limits"))
+		section_limits();
 	return 0;
 }
