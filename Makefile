@@ -68,7 +68,8 @@ soak: build
 # zcnet against its peers (plain recv(), iperf3) and the machine's limits
 # (memcpy, O_DIRECT writes), all measured in one run: writes
 # bench/results/REPORT.md and its PNG charts (gnuplot). bench-quick is the
-# same harness with fewer runs, bytes and points (under 2 minutes).
+# same harness with fewer runs, bytes and points (under 2 minutes), writing
+# to bench/results/quick/ so that it never replaces the full report.
 BENCH_DEPS = gnuplot-nox iperf3 nginx
 bench: build
 	@bash scripts/deps.sh $(BENCH_DEPS)
@@ -76,7 +77,7 @@ bench: build
 
 bench-quick: build
 	@bash scripts/deps.sh $(BENCH_DEPS)
-	bash bench/report.sh --quick --build $(BUILD)
+	bash bench/report.sh --quick --build $(BUILD) --out bench/results/quick
 
 # The HTTP parser of `zcnet ingest` under libFuzzer for FUZZ_SECONDS; new
 # inputs are kept in $(BUILD)/fuzz-corpus, crashes in ./crash-*.

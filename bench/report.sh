@@ -3,7 +3,7 @@
 # one, draw the charts with gnuplot and write bench/results/REPORT.md.
 # `make bench` runs it in full, `make bench-quick` with --quick.
 #
-# usage: bench/report.sh [--quick] [--build DIR]
+# usage: bench/report.sh [--quick] [--build DIR] [--out DIR]
 #
 # Every figure in the report comes from this run. Progress goes to stderr;
 # each section's own output and its TSV table go to bench/results/raw/
@@ -13,6 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=$root/build
+out=$here/results
 mode=full
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -21,17 +22,21 @@ while [ $# -gt 0 ]; do
 		build=$2
 		shift
 		;;
+	--out)
+		out=$2
+		shift
+		;;
 	*)
-		echo "usage: bench/report.sh [--quick] [--build DIR]" >&2
+		echo "usage: bench/report.sh [--quick] [--build DIR] [--out DIR]" >&2
 		exit 2
 		;;
 	esac
 	shift
 done
 case $build in /*) ;; *) build=$root/$build ;; esac
+case $out in /*) ;; *) out=$root/$out ;; esac
 
 bench=$build/zcnet-bench
-out=$here/results
 raw=$out/raw
 disk_script=$here/disk-bench.sh
 direct_dir=/var/tmp
@@ -440,7 +445,8 @@ $(systems_md "$raw/recv.tsv" "recv() 256 KiB" "$m_limit" "memcpy")
 - recv() 256 KiB: \`zcnet recv --engine plain\`, a blocking \`recv()\` loop into a 256 KiB buffer.
 - iperf3: \`iperf3 -s -1\` (its default 128 KiB reads) against \`iperf3 -c -n BYTES\`; iperf3's server counts
   bytes up to the client's end-of-test message, a little less than was sent, and both figures use its count.
-- zcnet socket, uring, uring batch-us 200: \`zcnet recv --engine E\` against \`zcnet send\` (a plain sender).
+- zcnet socket, uring, uring batch-us 0: \`zcnet recv --engine E\` against \`zcnet send\` (a plain sender); uring gathers
+  completions for up to 200 us while data comes in bulk (its default), batch-us 0 wakes for every completion.
 - zcnet mmap: \`zcnet recv --engine mmap --page-aligned\` against \`zcnet send --zerocopy --page-aligned\`
   (MSG_ZEROCOPY, one page per segment: what lets the kernel map the pages).$(grep -h 'of the bytes mapped' "$raw/recv.log" 2>/dev/null | sed 's/^ *zcnet mmap:/ In this run:/')
 - "of memcpy": the median as a share of one core's memcpy() bandwidth measured in this run.

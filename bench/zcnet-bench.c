@@ -60,7 +60,6 @@
 #define RECV_GRACE_S 10.0	/* recv exit after the sender's */
 #define SIGINT_GRACE_S 5.0
 #define MEM_TARGET 32.0		/* zcnet <= 1/32 of epoll per conn */
-#define BATCH_US "200"		/* uring --batch-us: min_wait */
 #define HOLD_MS "1"		/* pool curve: each piece held this long */
 #define MAX_LIST 16
 
@@ -616,7 +615,8 @@ struct sys {
 	char name[64];		/* its row in tables and TSVs */
 	enum rx_kind kind;
 	const char *engine;	/* zcnet recv --engine */
-	unsigned batch_us, conns, pool_mb, piece_kb, hold_ms;
+	unsigned conns, pool_mb, piece_kb, hold_ms;
+	bool nobatch;		/* uring --batch-us 0: a wake-up per completion */
 	bool aligned;		/* page-aligned ends, MSG_ZEROCOPY sender */
 	uint64_t bytes;		/* per connection */
 	unsigned x;		/* its point on a curve */
@@ -751,8 +751,8 @@ static void zcnet_rx_args(const struct sys *s, struct argv *a)
 	arg(a, "127.0.0.1:0");
 	arg(a, "--engine");
 	arg(a, s->engine);
-	if (s->batch_us)
-		arg_num(a, "--batch-us", s->batch_us);
+	if (s->nobatch)
+		arg_num(a, "--batch-us", 0);
 	if (s->aligned)
 		arg(a, "--page-aligned");
 	if (s->conns > 1)
@@ -1305,7 +1305,7 @@ static void print_recv_commands(void)
 	       "  iperf3:          iperf3 -s -1 -B 127.0.0.1 -p PORT -J\n"
 	       "    sender:        iperf3 -c 127.0.0.1 -p PORT -n %llu -J\n"
 	       "  zcnet E:         %s recv --listen 127.0.0.1:0 --engine E\n"
-	       "    (batch-us 200: --engine uring --batch-us " BATCH_US ";"
+	       "    (batch-us 0: --engine uring --batch-us 0;"
 	       " mmap: --engine mmap --page-aligned)\n"
 	       "  sender:          %s send --connect 127.0.0.1:PORT --bytes %llu\n"
 	       "    (mmap: with --zerocopy --page-aligned)\n", cli,
@@ -1323,8 +1323,8 @@ static void section_recv(void)
 	ss[1].kind = RX_IPERF3;
 	zsys(&ss[2], "zcnet socket", "socket");
 	zsys(&ss[3], "zcnet uring", "uring");
-	zsys(&ss[4], "zcnet uring batch-us " BATCH_US, "uring");
-	ss[4].batch_us = atoi(BATCH_US);
+	zsys(&ss[4], "zcnet uring batch-us 0", "uring");
+	ss[4].nobatch = true;
 	zsys(&ss[5], "zcnet mmap", "mmap");
 	ss[5].aligned = true;
 

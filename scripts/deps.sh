@@ -23,5 +23,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "zcnet: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Packages with a daemon (nginx, iperf3's) must not start it on install: the
+# benchmarks run their own instances on loopback. policy-rc.d's 101 says so
+# to invoke-rc.d; one already present is the machine owner's and stays.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
