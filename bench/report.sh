@@ -46,11 +46,11 @@ hold_ms=1	# zcnet-bench's pool curve: HOLD_MS
 if [ "$mode" = full ]; then
 	runs=5 bytes=2G scale_bytes=1G curve_bytes=1G disk_bytes=1G
 	conns_list="1000 10000" streams=1,10,100,1000
-	pools=1,2,4,8,16,64 pieces=4,16,64,256,1024
+	pools=1,2,4,8,16,64 pieces=4,16,64,256,1024 chunks=4,8,16,32,64,256
 else
 	runs=3 bytes=256M scale_bytes=256M curve_bytes=128M disk_bytes=256M
 	conns_list=1000 streams=1,10,100
-	pools=1,4,16 pieces=4,64,1024
+	pools=1,4,16 pieces=4,64,1024 chunks=4,64
 fi
 
 say() { echo "bench: $*" >&2; }
@@ -507,6 +507,16 @@ $(curve_md "$raw/piece.tsv")
 
 $(chart_md piece.png "throughput and CPU against piece size")
 
+## Zero-copy send: where it pays
+
+One stream of $curve_bytes per point into \`zcnet recv --engine uring\`, sent by \`zcnet send --chunk-kb N\`
+(copying \`send()\`) and by \`zcnet send --chunk-kb N --zerocopy --zerocopy-min 1\` (MSG_ZEROCOPY for every call).
+**CPU here is the sender's.** Over loopback the kernel copies zero-copy data anyway when it reaches the
+receiving socket, so these figures show what zero copy costs (page pinning, a completion per call, and that copy),
+not what it saves on a NIC: read the difference between the rows as the price zero copy has to win back.
+
+$(curve_md "$raw/zcsend.tsv")
+
 ## Failures
 
 $(if [ ${#failures[@]} -eq 0 ]; then
@@ -543,6 +553,8 @@ section scale scale.log --runs "$runs" --bytes "$scale_bytes" \
 section pool pool.log --runs "$runs" --bytes "$curve_bytes" --pools "$pools"
 section piece piece.log --runs "$runs" --bytes "$curve_bytes" \
 	--pieces "$pieces"
+section zcsend zcsend.log --runs "$runs" --bytes "$curve_bytes" \
+	--chunks "$chunks"
 section limits limits.log --runs "$runs" --bytes "$disk_bytes" \
 	--dir "$direct_dir"
 

@@ -71,13 +71,15 @@ static struct {
 	const char *tsv;	/* directory for the TSV tables */
 	const char *dir;	/* O_DIRECT target */
 	unsigned streams[MAX_LIST], pools[MAX_LIST], pieces[MAX_LIST];
-	unsigned nstreams, npools, npieces;
+	unsigned chunks[MAX_LIST];
+	unsigned nstreams, npools, npieces, nchunks;
 } opt = {
 	.runs = 5, .bytes = 2ull << 30, .conns = 10000, .section = "all",
 	.dir = "/var/tmp",
 	.streams = { 1, 10, 100, 1000 }, .nstreams = 4,
 	.pools = { 1, 2, 4, 8, 16, 64 }, .npools = 6,
 	.pieces = { 4, 16, 64, 256, 1024 }, .npieces = 5,
+	.chunks = { 4, 8, 16, 32, 64, 256 }, .nchunks = 6,
 };
 
 static char cli[PATH_MAX];	/* the zcnet CLI, beside this program */
@@ -217,10 +219,10 @@ static void usage(FILE *f)
 		"usage: zcnet-bench [--section S] [--tsv DIR] [--runs N]"
 		" [--bytes N] [--conns N]\n"
 		"                   [--streams LIST] [--pools LIST]"
-		" [--pieces LIST] [--dir DIR]\n"
+		" [--pieces LIST] [--chunks LIST] [--dir DIR]\n"
 		"  --section S     all (default: recv and memory), recv,"
 		" memory, scale, pool,\n"
-		"                  piece or limits\n"
+		"                  piece, zcsend or limits\n"
 		"  --tsv DIR       also write the section's table to DIR as"
 		" TSV\n"
 		"  --runs N        runs per system (default 5)\n"
@@ -234,6 +236,8 @@ static void usage(FILE *f)
 		" 1,2,4,8,16,64)\n"
 		"  --pieces LIST   piece: piece sizes in KiB (default"
 		" 4,16,64,256,1024)\n"
+		"  --chunks LIST   zcsend: bytes per send call in KiB (default"
+		" 4,8,16,32,64,256)\n"
 		"  --dir DIR       limits: where O_DIRECT writes go (default"
 		" /var/tmp)\n");
 }
@@ -278,7 +282,8 @@ static unsigned list_arg(const char *name, const char *val, unsigned *out,
 }
 
 static const char *const sections[] = {
-	"all", "recv", "memory", "scale", "pool", "piece", "limits", NULL
+	"all", "recv", "memory", "scale", "pool", "piece", "zcsend", "limits",
+	NULL
 };
 
 static const char *section_arg(const char *v)
@@ -313,6 +318,8 @@ static void parse_args(int argc, char **argv)
 			opt.npools = list_arg(a, v, opt.pools, 1 << 16);
 		else if (!strcmp(a, "--pieces"))
 			opt.npieces = list_arg(a, v, opt.pieces, 1 << 16);
+		else if (!strcmp(a, "--chunks"))
+			opt.nchunks = list_arg(a, v, opt.chunks, 16384);
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
 			exit(0);
@@ -618,6 +625,9 @@ struct sys {
 	unsigned conns, pool_mb, piece_kb, hold_ms;
 	bool nobatch;		/* uring --batch-us 0: a wake-up per completion */
 	bool aligned;		/* page-aligned ends, MSG_ZEROCOPY sender */
+	bool zc_all;		/* sender: every send MSG_ZEROCOPY */
+	bool sender_cpu;	/* CPU figures are the sender's */
+	unsigned chunk_kb;	/* sender: bytes per send call */
 	uint64_t bytes;		/* per connection */
 	unsigned x;		/* its point on a curve */
 	unsigned n;		/* good runs so far; one value each below */
@@ -791,6 +801,12 @@ static void tx_args(const struct sys *s, const char *port, struct argv *a)
 		arg(a, "--zerocopy");
 		arg(a, "--page-aligned");
 	}
+	if (s->zc_all) {
+		arg(a, "--zerocopy");
+		arg_num(a, "--zerocopy-min", 1);
+	}
+	if (s->chunk_kb)
+		arg_num(a, "--chunk-kb", s->chunk_kb);
 }
 
 /* Start `zcnet recv` and read its port from the listening line. */
@@ -1025,8 +1041,11 @@ static void run_once(struct sys *s, unsigned n)
 		err = run_fail(&r, "took %g s: too short to time, use a larger"
 			       " --bytes", res.secs);
 	if (!err) {
-		/* The reaped receiver's own user+sys, start-up included. */
-		res.cpu_s = tv_s(r.rx.ru.ru_utime) + tv_s(r.rx.ru.ru_stime);
+		/* The reaped receiver's (or sender's) own user+sys,
+		 * start-up included. */
+		struct proc *p = s->sender_cpu ? &r.tx : &r.rx;
+
+		res.cpu_s = tv_s(p->ru.ru_utime) + tv_s(p->ru.ru_stime);
 		record(s, &res, r.interrupted);
 	}
 	proc_free(&r.rx);
@@ -1440,6 +1459,43 @@ static void section_piece(void)
 	curve("piece: zcnet recv --engine uring --piece-kb N (one stream,"
 	      " 16 MiB pool)", "piece.tsv", "piece_kb", opt.pieces,
 	      opt.npieces, 0, false);
+}
+
+/*
+ * Where zero-copy send pays: the sender's CPU per GB against the size of
+ * each send call, copying (send()) and with MSG_ZEROCOPY for every call
+ * (--zerocopy-min 1), into a uring receiver. Over loopback the kernel
+ * copies zero-copy data anyway when it reaches the receiving socket, so
+ * this shows the costs (pinning, completions, that copy) and not the
+ * saving a NIC would bring.
+ */
+static void section_zcsend(void)
+{
+	unsigned n = opt.nchunks * 2;
+	struct sys *ss = calloc(n, sizeof(*ss));
+
+	if (!ss)
+		die("out of memory");
+	printf("\nzcsend: zcnet send --chunk-kb N [--zerocopy --zerocopy-min 1]"
+	       " into zcnet recv --engine uring; CPU is the sender's, %u runs"
+	       " of %s each\n", opt.runs, human(opt.bytes, (char[32]){ 0 }, 32));
+	for (unsigned i = 0; i < n; i++) {
+		bool zc = i % 2;
+
+		zsys(&ss[i], zc ? "zerocopy" : "copy", "uring");
+		ss[i].x = ss[i].chunk_kb = opt.chunks[i / 2];
+		ss[i].zc_all = zc;
+		ss[i].sender_cpu = true;
+		snprintf(ss[i].name, sizeof(ss[i].name), "%s, chunk_kb %u",
+			 zc ? "send zerocopy" : "send copy", ss[i].x);
+	}
+	measure(ss, n);
+	print_table(ss, n, NULL);
+	for (unsigned i = 0; i < n; i++)
+		*strchr(ss[i].name, ',') = '\0';
+	write_tsv("zcsend.tsv", ss, n, "chunk_kb");
+	sys_free(ss, n);
+	free(ss);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2093,6 +2149,8 @@ int main(int argc, char **argv)
 		section_pool();
 	if (section_on("piece"))
 		section_piece();
+	if (section_on("zcsend"))
+		section_zcsend();
 	if (section_on("limits"))
 		section_limits();
 	return 0;
