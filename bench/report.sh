@@ -449,6 +449,9 @@ $(systems_md "$raw/recv.tsv" "recv() 256 KiB" "$m_limit" "memcpy")
   completions for up to 200 us while data comes in bulk (its default), batch-us 0 wakes for every completion.
 - zcnet mmap: \`zcnet recv --engine mmap --page-aligned\` against \`zcnet send --zerocopy --page-aligned\`
   (MSG_ZEROCOPY, one page per segment: what lets the kernel map the pages).$(grep -h 'of the bytes mapped' "$raw/recv.log" 2>/dev/null | sed 's/^ *zcnet mmap:/ In this run:/')
+- recv() 256 KiB, zc sender: the plain receiver against the mmap engine's sender. Over loopback the kernel
+  copies a zero-copy sender's pages when they reach the receiving socket, partly in the receiver's time: this row
+  is the fair baseline for zcnet mmap's CPU.
 - "of memcpy": the median as a share of one core's memcpy() bandwidth measured in this run.
 
 $(chart_md throughput.png "throughput per system")
