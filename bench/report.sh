@@ -370,6 +370,18 @@ curve_md() {
 		$1, $2, $3, $4, $5, $6, $7, $8, $11, $12, $13, $9 }' "$f"
 }
 
+latency_md() {
+	local f=$raw/latency.tsv
+	if [ ! -f "$f" ]; then
+		echo "No table: the latency section failed."
+		return
+	fi
+	awk -F'\t' '
+	NR == 1 { print "| request | server | round trip p50, us: median (min-max) | p99, us: median (min-max) | runs | status |"; print "|---|---|---|---|---|---|"; next }
+	$10 != "ok" { printf "| %s B | %s | - | - | - | **%s** |\n", $1, $2, $10; next }
+	{ printf "| %s B | %s | %s (%s-%s) | %s (%s-%s) | %s | ok |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$f"
+}
+
 memory_md() {
 	local f=$raw/memory.tsv
 	if [ ! -f "$f" ]; then
@@ -510,6 +522,16 @@ $(curve_md "$raw/piece.tsv")
 
 $(chart_md piece.png "throughput and CPU against piece size")
 
+## Request/response latency
+
+One loopback connection; a client writes a request (64 B or 100 KB) and waits for a 16-byte answer, over and over
+(\`zcnet-bench --section latency\`): a blocking \`read()\`/\`write()\` server, zcnet's uring engine with its
+default (waits gather completions for up to 200 us while data comes in bulk, not after the application sent),
+and with \`batch_usec\` 0 (a wake-up per completion). Gathering must not delay a conversation: compare the two
+zcnet rows.
+
+$(latency_md)
+
 ## Zero-copy send: where it pays
 
 One stream of $curve_bytes per point into \`zcnet recv --engine uring\`, sent by \`zcnet send --chunk-kb N\`
@@ -558,6 +580,7 @@ section piece piece.log --runs "$runs" --bytes "$curve_bytes" \
 	--pieces "$pieces"
 section zcsend zcsend.log --runs "$runs" --bytes "$curve_bytes" \
 	--chunks "$chunks"
+section latency latency.log --runs "$runs" --bytes "$bytes"
 section limits limits.log --runs "$runs" --bytes "$disk_bytes" \
 	--dir "$direct_dir"
 

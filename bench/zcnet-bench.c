@@ -41,6 +41,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -222,7 +223,7 @@ static void usage(FILE *f)
 		" [--pieces LIST] [--chunks LIST] [--dir DIR]\n"
 		"  --section S     all (default: recv and memory), recv,"
 		" memory, scale, pool,\n"
-		"                  piece, zcsend or limits\n"
+		"                  piece, zcsend, latency or limits\n"
 		"  --tsv DIR       also write the section's table to DIR as"
 		" TSV\n"
 		"  --runs N        runs per system (default 5)\n"
@@ -282,8 +283,8 @@ static unsigned list_arg(const char *name, const char *val, unsigned *out,
 }
 
 static const char *const sections[] = {
-	"all", "recv", "memory", "scale", "pool", "piece", "zcsend", "limits",
-	NULL
+	"all", "recv", "memory", "scale", "pool", "piece", "zcsend", "latency",
+	"limits", NULL
 };
 
 static const char *section_arg(const char *v)
@@ -2128,6 +2129,241 @@ static void section_memory(void)
 	write_memory_tsv(&z, &e);
 }
 
+/* ------------------------------------------------------------------ */
+/* Section latency: what gathering completions costs request/response   */
+/* ------------------------------------------------------------------ */
+
+#define LAT_REPLY 16		/* bytes of each answer */
+#define LAT_WARMUP 50		/* exchanges before timing starts */
+#define MAX_RUNS 64		/* latency: runs kept */
+
+static size_t lat_req;		/* the servers' request size */
+static bool lat_nobatch;	/* the zcnet server: batch_usec 0 */
+
+/* zcnet echo server: answers every lat_req bytes with LAT_REPLY bytes. */
+static void lat_zc_server(int up, int down)
+{
+	static const char reply[LAT_REPLY] = "ok";
+	uint64_t off = 0, next = lat_req;
+	struct zc_event ev[64];
+	struct zc_config cfg;
+	bool ended = false;
+	zc_handle lh;
+	zc_ctx *ctx;
+	int err;
+
+	zc_config_init(&cfg);
+	cfg.engine = ZC_ENGINE_URING;
+	if (lat_nobatch)
+		cfg.batch_usec = 0;
+	err = zc_ctx_create(&cfg, &ctx);
+	if (!err)
+		err = zc_listen(ctx, "127.0.0.1:0", 0, &lh);
+	if (err)
+		server_fail(up, "zcnet: %s", zc_strerror(err));
+	dprintf(up, "ready %d\n", zc_local_port(ctx, lh));
+	while (!ended) {
+		int n = zc_wait(ctx, ev, 64, 1000);
+
+		if (n < 0 && n != -EINTR)
+			server_fail(up, "zc_wait: %s", zc_strerror(n));
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type == ZC_EV_EOF || ev[i].type == ZC_EV_ERROR) {
+				zc_close(ctx, ev[i].conn);
+				ended = true;
+			}
+			if (ev[i].type != ZC_EV_DATA)
+				continue;
+			for (unsigned k = 0; k < ev[i].npieces; k++) {
+				off += ev[i].pieces[k].len;
+				zc_release(ctx, &ev[i].pieces[k]);
+			}
+			for (; off >= next; next += lat_req)
+				if (zc_send(ctx, ev[i].conn, reply, LAT_REPLY) != LAT_REPLY)
+					server_fail(up, "zc_send of a reply was short");
+		}
+	}
+	dprintf(up, "done\n");
+	server_hold(down);
+	zc_ctx_destroy(ctx);
+	_exit(0);
+}
+
+/* Plain blocking echo server: read() lat_req bytes, write() a reply. */
+static void lat_plain_server(int up, int down)
+{
+	static const char reply[LAT_REPLY] = "ok";
+	int l = tcp_listener(up), fd, one = 1;
+	char *buf = malloc(256 << 10);
+	struct pollfd p = { .fd = l, .events = POLLIN };
+	uint64_t off = 0, next = lat_req;
+	ssize_t n;
+
+	if (!buf)
+		server_fail(up, "out of memory");
+	dprintf(up, "ready %d\n", local_port(l));
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		server_fail(up, "accept: %s", strerror(errno));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	while ((n = read(fd, buf, 256 << 10)) > 0)
+		for (off += (uint64_t)n; off >= next; next += lat_req)
+			if (write(fd, reply, LAT_REPLY) != LAT_REPLY)
+				server_fail(up, "write: %s", strerror(errno));
+	close(fd);
+	dprintf(up, "done\n");
+	server_hold(down);
+	_exit(0);
+}
+
+static int lat_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* @n timed exchanges of lat_req bytes against @port: the median and
+ * 99th percentile round trip in microseconds. 0 or -1 (printed). */
+static int lat_client(int port, unsigned n, double *p50, double *p99)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	double *rtt = calloc(n, sizeof(*rtt));
+	char *buf = calloc(1, lat_req);
+	int err = -1;
+
+	if (fd < 0 || !rtt || !buf ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		printf("client: %s\n", strerror(errno));
+		goto out;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (unsigned i = 0; i < n + LAT_WARMUP; i++) {
+		double t0 = now();
+		size_t done = 0;
+		char r[LAT_REPLY];
+
+		for (ssize_t w; done < lat_req; done += (size_t)w)
+			if ((w = write(fd, buf + done, lat_req - done)) <= 0)
+				goto io;
+		for (done = 0; done < LAT_REPLY;) {
+			ssize_t got = read(fd, r, LAT_REPLY - done);
+
+			if (got <= 0)
+				goto io;
+			done += (size_t)got;
+		}
+		if (i >= LAT_WARMUP)
+			rtt[i - LAT_WARMUP] = (now() - t0) * 1e6;
+	}
+	qsort(rtt, n, sizeof(*rtt), lat_cmp);
+	*p50 = rtt[n / 2];
+	*p99 = rtt[n * 99 / 100];
+	err = 0;
+	goto out;
+io:
+	printf("client: exchange: %s\n", errno ? strerror(errno) : "peer closed");
+out:
+	if (fd >= 0)
+		close(fd);
+	free(rtt);
+	free(buf);
+	return err;
+}
+
+struct lat_sys {
+	const char *name;
+	size_t req;
+	bool zcnet, nobatch;
+	unsigned n;
+	double p50[MAX_RUNS], p99[MAX_RUNS];
+	char status[96];
+};
+
+static void lat_run(struct lat_sys *ls, unsigned exchanges)
+{
+	struct server sv;
+	const char *line;
+	double p50, p99;
+	int port;
+
+	lat_req = ls->req;
+	lat_nobatch = ls->nobatch;
+	server_start(&sv, ls->name, ls->zcnet ? lat_zc_server : lat_plain_server);
+	line = server_line(&sv, now() + LISTEN_TIMEOUT_S);
+	if (!line || sscanf(line, "ready %d", &port) != 1) {
+		snprintf(ls->status, sizeof(ls->status), "failed:server: %s",
+			 line ? line : "no ready line");
+	} else if (lat_client(port, exchanges, &p50, &p99)) {
+		snprintf(ls->status, sizeof(ls->status), "failed:client");
+	} else if (ls->n < MAX_RUNS) {
+		ls->p50[ls->n] = p50;
+		ls->p99[ls->n++] = p99;
+		printf("  %-34s %6zu B  p50 %8.1f us  p99 %8.1f us\n", ls->name,
+		       ls->req, p50, p99);
+	}
+	server_stop(&sv);
+}
+
+/*
+ * Request/response round trips over one loopback connection: a client
+ * writes a request of 64 B or 100 KB and waits for a 16-byte answer.
+ * The uring engine with its default (gathering completions while data
+ * comes in bulk) against --batch-us 0 and a blocking read()/write()
+ * server: gathering must not delay a conversation.
+ */
+static void section_latency(void)
+{
+	static const size_t reqs[] = { 64, 100000 };
+	unsigned exchanges = opt.bytes >= (1ull << 30) ? 5000 : 1000;
+	struct lat_sys ls[6];
+	FILE *f;
+
+	memset(ls, 0, sizeof(ls));
+	for (int i = 0; i < 6; i++) {
+		ls[i].req = reqs[i / 3];
+		ls[i].zcnet = i % 3 != 0;
+		ls[i].nobatch = i % 3 == 2;
+		ls[i].name = i % 3 == 0 ? "read()/write()" :
+			     i % 3 == 1 ? "zcnet uring" : "zcnet uring batch-us 0";
+		snprintf(ls[i].status, sizeof(ls[i].status), "ok");
+	}
+	printf("\nlatency: %u timed round trips per run (after %d), %u runs,"
+	       " requests of 64 B and 100 KB, %d-byte answers\n", exchanges,
+	       LAT_WARMUP, opt.runs, LAT_REPLY);
+	for (unsigned r = 0; r < opt.runs && r < MAX_RUNS; r++)
+		for (int i = 0; i < 6; i++)
+			if (!strcmp(ls[i].status, "ok"))
+				lat_run(&ls[i], exchanges);
+	f = tsv_open("latency.tsv", "w");
+	if (f)
+		fprintf(f, "req_bytes\tsystem\tp50_us_med\tp50_us_min\tp50_us_max"
+			"\tp99_us_med\tp99_us_min\tp99_us_max\truns\tstatus\n");
+	for (int i = 0; i < 6; i++) {
+		struct stat3 a = stats(ls[i].p50, ls[i].n), b = stats(ls[i].p99, ls[i].n);
+		bool ok = !strcmp(ls[i].status, "ok") && ls[i].n;
+
+		printf("  %-24s %6zu B: p50 %s%.1f us (%.1f-%.1f), p99 %.1f us\n",
+		       ls[i].name, ls[i].req, ok ? "" : "FAILED ", a.med, a.min,
+		       a.max, b.med);
+		if (!f)
+			continue;
+		if (ok)
+			fprintf(f, "%zu\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%u\tok\n",
+				ls[i].req, ls[i].name, a.med, a.min, a.max, b.med,
+				b.min, b.max, ls[i].n);
+		else
+			fprintf(f, "%zu\t%s\t-\t-\t-\t-\t-\t-\t0\t%s\n", ls[i].req,
+				ls[i].name, ls[i].n ? ls[i].status : "failed:no run");
+	}
+	if (f)
+		tsv_close(f);
+}
+
 static bool section_on(const char *name)
 {
 	return !strcmp(opt.section, name) ||
@@ -2156,6 +2392,8 @@ int main(int argc, char **argv)
 		section_piece();
 	if (section_on("zcsend"))
 		section_zcsend();
+	if (section_on("latency"))
+		section_latency();
 	if (section_on("limits"))
 		section_limits();
 	return 0;

@@ -63,6 +63,15 @@ check_rows "$tmp/pool.tsv" $'pool_mb\t'"$shared"$'\tstalls_med\tstalls_min\tstal
 run scale.log --section scale --tsv "$tmp" --runs 1 --bytes 16M --streams 1,4
 check_rows "$tmp/scale.tsv" $'streams\t'"$shared"$'\tstalls_med\tstalls_min\tstalls_max' 13 4 2
 
+say "zcsend and latency"
+run zcsend.log --section zcsend --tsv "$tmp" --runs 1 --bytes 8M --chunks 16
+check_rows "$tmp/zcsend.tsv" $'chunk_kb\t'"$shared"$'\tstalls_med\tstalls_min\tstalls_max' 13 2 2
+run latency.log --section latency --tsv "$tmp" --runs 1 --bytes 8M
+[ "$(head -n1 "$tmp/latency.tsv")" = $'req_bytes\tsystem\tp50_us_med\tp50_us_min\tp50_us_max\tp99_us_med\tp99_us_min\tp99_us_max\truns\tstatus' ] ||
+	fail "latency.tsv: header"
+[ "$(awk -F'\t' 'NR > 1 && $10 == "ok" && $3 > 0' "$tmp/latency.tsv" | wc -l)" = 6 ] ||
+	fail "latency.tsv: not 6 ok rows: $(cat "$tmp/latency.tsv")"
+
 say "limits: memcpy must work; O_DIRECT may not where $tmp is"
 run limits.log --section limits --tsv "$tmp" --runs 1 --bytes 8M --dir "$tmp"
 check_rows "$tmp/limits.tsv" "$shared" 9 2 1
