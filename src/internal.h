@@ -28,6 +28,7 @@ enum zc_sock_kind { SK_FREE = 0, SK_LISTENER, SK_CONN };
 #define SF_WANT_WRITE  (1u << 4) /* a WRITABLE event is owed */
 #define SF_ACCEPT_WAIT (1u << 5) /* listener: accepting paused (EMFILE...) */
 #define SF_TAKING      (1u << 6) /* zc_take() pending: no receiving into pieces */
+#define SF_PAUSED      (1u << 7) /* zc_pause(): no receiving into pieces */
 
 /* A listener or a connection. Slots are reused; gen tells the uses apart. */
 struct zc_sock {
@@ -144,6 +145,9 @@ struct zc_engine_ops {
 	/* Write cookie @ck to ck->fd asynchronously and report each step to
 	 * zc_write_progress(). NULL: the core writes synchronously. */
 	void (*cookie_write)(zc_ctx *ctx, struct zc_ck *ck);
+	/* SF_PAUSED changed on @s: stop receiving into pieces (what is in
+	 * flight may still be delivered), or start again. */
+	void (*pause)(zc_ctx *ctx, struct zc_sock *s);
 };
 
 extern const struct zc_engine_ops zc_engine_uring;
