@@ -147,6 +147,7 @@ start_listed() {
 	local s=$1 p
 	shift
 	cmd[$s]="$*"
+	: >"$tmp/$s.log" # before the child opens it: wait_port reads it
 	"$@" 2>"$tmp/$s.log" &
 	p=$!
 	pids+=("$p")

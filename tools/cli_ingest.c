@@ -148,6 +148,7 @@ struct conn {
 	bool closing;                 /* close at the end of the batch, or once
 	                                 the upload's writes are done */
 	bool offsets_lost;            /* a dropped take moved the stream on */
+	bool paused;                  /* receiving into pieces is paused */
 	uint64_t active_ms, linger_until, retry_at;
 };
 
@@ -432,6 +433,18 @@ static void upload_discard(struct ingest *g, struct upload *up)
 	up->tmp[0] = '\0';
 }
 
+/*
+ * A body is moved by takes alone: receiving into pieces is paused while
+ * it lasts. Else, whenever the disk lags and the cookies in flight are at
+ * their limit, the next bytes would arrive in pieces and be copied twice
+ * (into the pieces, then by pwrite()) instead of waiting in the socket.
+ */
+static void set_paused(struct ingest *g, struct conn *c, bool on)
+{
+	if (g->ctx && c->paused != on && zc_pause(g->ctx, c->h, on) == 0)
+		c->paused = on;
+}
+
 /* Release everything of @c's upload; no take may be pending. */
 static void upload_free(struct ingest *g, struct conn *c)
 {
@@ -439,6 +452,7 @@ static void upload_free(struct ingest *g, struct conn *c)
 
 	if (!up)
 		return;
+	set_paused(g, c, false); /* the next request, or the rest to drop */
 	upload_discard(g, up);
 	if (up->fd >= 0 && up->fd != up->pfd)
 		close(up->fd);
@@ -679,6 +693,7 @@ static void upload_pump(struct ingest *g, struct conn *c)
 	if (!write_held(g, c))
 		return;
 	if (up->rx == up->size) {
+		set_paused(g, c, false); /* the next request may come */
 		if (!up->take && !up->nwr && !up->nheld)
 			upload_finish(g, c);
 		return;
@@ -820,6 +835,7 @@ static void start_put(struct ingest *g, struct conn *c, const char *name)
 		return;
 	}
 	c->state = C_BODY;
+	set_paused(g, c, up->size > 0);
 	/* Only now: a client waiting for 100 sends nothing before it, and
 	 * a refusal above has spared it sending the body at all. */
 	if (c->req.expect_continue && up->size) {
@@ -1388,6 +1404,7 @@ static void teardown(struct ingest *g)
 		zc_ctx_stats(g->ctx, &st);
 	/* The context first: it may still be writing to the files. */
 	zc_ctx_destroy(g->ctx);
+	g->ctx = NULL; /* upload_free() below must not call into it */
 	while (g->conns) {
 		c = g->conns;
 		if (c->up) {
