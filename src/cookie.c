@@ -61,7 +61,7 @@ static int grow(struct zc_cookies *c)
 	uint32_t cap = c->cap ? c->cap * 2 : 32;
 	struct zc_ck **tab = realloc(c->tab, cap * sizeof(*tab));
 	uint32_t *fr;
-	int (*pipes)[2];
+	int (*pipes)[3];
 
 	if (!tab)
 		return -ENOMEM;
@@ -78,39 +78,49 @@ static int grow(struct zc_cookies *c)
 	return 0;
 }
 
-/* A pipe for a cookie: a kept one, or a new one as large as allowed. */
-static int get_pipe(struct zc_cookies *c, int fds[2])
+/*
+ * A pipe for a cookie: a kept one, or a new one as large as allowed.
+ * fds[2] is its capacity (what F_SETPIPE_SZ answers, or 0 if unknown):
+ * kept with the pipe, so that a take need not ask for it each time.
+ */
+static int get_pipe(struct zc_cookies *c, int fds[3])
 {
 	if (c->npipes) {
-		memcpy(fds, c->pipes[--c->npipes], sizeof(int[2]));
+		memcpy(fds, c->pipes[--c->npipes], sizeof(int[3]));
 		return 0;
 	}
 	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK))
 		return -errno;
 	/* Best effort: without it the cookie holds what the pipe can. */
-	fcntl(fds[1], F_SETPIPE_SZ, ZC_COOKIE_MAX);
+	fds[2] = fcntl(fds[1], F_SETPIPE_SZ, ZC_COOKIE_MAX);
+	if (fds[2] < 0)
+		fds[2] = 0;
 	return 0;
 }
 
-/* Keep an empty pipe for the next cookie; close one that holds data. */
-static void put_pipe(struct zc_cookies *c, int pr, int pw)
+/* Keep an empty pipe for the next cookie; close one that holds data.
+ * @empty: known to be empty (written out whole), no need to ask. */
+static void put_pipe(struct zc_cookies *c, const struct zc_ck *ck, bool empty)
 {
 	int left = 1;
 
-	if (ioctl(pr, FIONREAD, &left) == 0 && left == 0 && c->npipes < c->cap) {
-		c->pipes[c->npipes][0] = pr;
-		c->pipes[c->npipes++][1] = pw;
+	if (!empty && ioctl(ck->pr, FIONREAD, &left) == 0 && left == 0)
+		empty = true;
+	if (empty && c->npipes < c->cap) {
+		c->pipes[c->npipes][0] = ck->pr;
+		c->pipes[c->npipes][1] = ck->pw;
+		c->pipes[c->npipes++][2] = ck->cap;
 		return;
 	}
-	close(pr);
-	close(pw);
+	close(ck->pr);
+	close(ck->pw);
 }
 
 static int ck_new(zc_ctx *ctx, struct zc_ck **out)
 {
 	struct zc_cookies *c = &ctx->ck;
-	struct zc_ck *ck;
-	int fds[2], err;
+	struct zc_ck *ck, tmp;
+	int fds[3], err;
 	uint32_t gen, idx;
 
 	if (!c->nfree && c->n == c->cap && (err = grow(c)))
@@ -123,7 +133,8 @@ static int ck_new(zc_ctx *ctx, struct zc_ck **out)
 	} else {
 		ck = calloc(1, sizeof(*ck));
 		if (!ck) {
-			put_pipe(c, fds[0], fds[1]);
+			tmp = (struct zc_ck){ .pr = fds[0], .pw = fds[1], .cap = fds[2] };
+			put_pipe(c, &tmp, true);
 			return -ENOMEM;
 		}
 		ck->idx = c->n;
@@ -136,6 +147,7 @@ static int ck_new(zc_ctx *ctx, struct zc_ck **out)
 	ck->gen = gen ? gen : 1;
 	ck->pr = fds[0];
 	ck->pw = fds[1];
+	ck->cap = fds[2];
 	ck->fd = -1;
 	ctx->st.cookies_alive++;
 	*out = ck;
@@ -146,7 +158,8 @@ static void ck_free(zc_ctx *ctx, struct zc_ck *ck)
 {
 	struct zc_cookies *c = &ctx->ck;
 
-	put_pipe(c, ck->pr, ck->pw);
+	/* A write that moved every byte left the pipe empty. */
+	put_pipe(c, ck, ck->state == CK_WRITING && ck->done == ck->len);
 	ck->state = CK_FREE;
 	if (++ck->gen == 0)
 		ck->gen = 1;
@@ -248,7 +261,7 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 		return 0;
 	}
 	if (!ck->started) { /* the engine's receive is done: where are we? */
-		int cap = fcntl(ck->pw, F_GETPIPE_SZ);
+		int cap = ck->cap ? ck->cap : fcntl(ck->pw, F_GETPIPE_SZ);
 
 		ck->started = true;
 		ck->want = ck->end > s->rx_off ? (size_t)(ck->end - s->rx_off) : 0;

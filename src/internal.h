@@ -58,6 +58,7 @@ struct zc_ck {
 	uint32_t idx, gen;
 	bool orphan;     /* freed by the application while in flight */
 	int pr, pw;      /* the pipe's read and write ends */
+	int cap;         /* the pipe's capacity in bytes, 0 if unknown */
 	uint64_t end;    /* take: stream offset it ends at */
 	bool started;    /* take: splicing has begun (want is known) */
 	size_t want;     /* take: bytes to splice */
@@ -75,7 +76,8 @@ struct zc_cookies {
 	uint32_t n, cap;
 	uint32_t *free;
 	uint32_t nfree;
-	int (*pipes)[2];    /* empty pipes, ready for the next cookie */
+	int (*pipes)[3];    /* empty pipes, ready for the next cookie:
+	                       read end, write end, capacity */
 	uint32_t npipes;
 	int peek[2];        /* scratch pipe for zc_cookie_peek() */
 	char *bounce;       /* aligned buffer for O_DIRECT writes */
