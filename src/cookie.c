@@ -193,6 +193,47 @@ void zc_cookies_fini(zc_ctx *ctx)
 
 /* --- taking --- */
 
+/*
+ * A take that waits for more bytes wakes up once the rest of it is there
+ * (SO_RCVLOWAT), not for every segment: one wake-up and one splice per
+ * cookie instead of a dozen. A FIN, an error, memory pressure or a closed
+ * window wake it regardless (tcp_poll()), and the mark is never above
+ * what the take still wants, so the wait ends no later than without it.
+ */
+static void take_lowat(struct zc_sock *s, size_t rest)
+{
+	int v = rest > (1u << 30) ? 1 << 30 : (int)rest;
+
+	if (v > 1 && v != s->lowat &&
+	    setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
+		s->lowat = v;
+}
+
+/* Back to the default before the engine receives into pieces again. */
+static void take_lowat_reset(struct zc_sock *s)
+{
+	int one = 1;
+
+	if (s->lowat && setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) == 0)
+		s->lowat = 0;
+}
+
+/*
+ * splice() said EAGAIN with bytes in the cookie: is the socket empty, or
+ * is the pipe full (it ran out of slots: one per payload fragment)? The
+ * socket is readable (data, or a FIN) and yet nothing moved: the pipe.
+ * With a low-water mark, poll() hides data below it: ask for the count.
+ */
+static bool pipe_full(struct zc_sock *s)
+{
+	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+	int inq = 0;
+
+	if (poll(&pfd, 1, 0) == 1)
+		return true;
+	return s->lowat && ioctl(s->fd, FIONREAD, &inq) == 0 && inq > 0;
+}
+
 /* The take of @s is over: report it with @res (0 or -errno). The event
  * names the cookie either way; after an error it is already freed. */
 static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
@@ -201,6 +242,7 @@ static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 	size_t len = ck->len;
 	struct zc_event *ev;
 
+	take_lowat_reset(s);
 	s->flags &= ~SF_TAKING;
 	s->take = 0;
 	s->rx_off += len;
@@ -280,12 +322,11 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 				zc_emit(ctx, ZC_EV_EOF, s, 0, 0);
 			return 0;
 		} else if (errno == EAGAIN) {
-			struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
-			/* The socket is empty (wait), or the pipe ran out of
-			 * slots first (a slot per payload fragment, not per
-			 * page): then the cookie is as full as it gets. */
-			if (poll(&pfd, 1, 0) == 1 && ck->len)
+			/* The socket is empty (wait), or the pipe is full:
+			 * then the cookie is as full as it gets. */
+			if (ck->len && pipe_full(s))
 				break;
+			take_lowat(s, ck->want - ck->len);
 			return 1;
 		} else if (errno != EINTR) {
 			int err = -errno;

@@ -46,6 +46,7 @@ struct zc_sock {
 	uint64_t retry_at_ms; /* SF_ACCEPT_WAIT: when to accept again */
 	uint32_t eng_bits;    /* the engine's own per-socket state */
 	zc_cookie take;       /* SF_TAKING: the cookie being filled */
+	int lowat;            /* SO_RCVLOWAT set for a take; 0: the default */
 	unsigned open_flags;  /* ZC_PAGE_ALIGNED... from zc_listen/zc_connect_ex */
 	struct ks_txzc *txzc; /* kernel engines: zero-copy sends in flight */
 };
