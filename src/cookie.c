@@ -193,6 +193,15 @@ void zc_cookies_fini(zc_ctx *ctx)
 
 /* --- taking --- */
 
+/* Back to the default before the engine receives into pieces again. */
+static void take_lowat_reset(struct zc_sock *s)
+{
+	int one = 1;
+
+	if (s->lowat && setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) == 0)
+		s->lowat = 0;
+}
+
 /*
  * A take that waits for more bytes wakes up once the rest of it is there
  * (SO_RCVLOWAT), not for every segment: one wake-up and one splice per
@@ -204,18 +213,12 @@ static void take_lowat(struct zc_sock *s, size_t rest)
 {
 	int v = rest > (1u << 30) ? 1 << 30 : (int)rest;
 
-	if (v > 1 && v != s->lowat &&
-	    setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
+	if (v == s->lowat)
+		return;
+	if (v > 1 && setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
 		s->lowat = v;
-}
-
-/* Back to the default before the engine receives into pieces again. */
-static void take_lowat_reset(struct zc_sock *s)
-{
-	int one = 1;
-
-	if (s->lowat && setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) == 0)
-		s->lowat = 0;
+	else
+		take_lowat_reset(s); /* a mark left from earlier would be too high */
 }
 
 /*
