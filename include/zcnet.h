@@ -429,6 +429,19 @@ int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
  */
 int zc_cookie_free(zc_ctx *ctx, zc_cookie c);
 
+/**
+ * Stop (@pause non-zero) or start again (0) receiving @conn's bytes into
+ * pieces. While paused, the bytes wait in the kernel's socket buffer and
+ * TCP flow control holds the sender back; zc_take() works as usual. An
+ * application that moves a stream through cookies pauses while it has as
+ * many cookies in flight as it wants, so that the next bytes wait for its
+ * next take instead of arriving as DATA events (copies). A receive already
+ * in flight may still deliver DATA events after the call. A paused
+ * connection reports the peer's EOF or an error only through a take or
+ * once started again. Returns 0 or -EBADF (not a connection).
+ */
+int zc_pause(zc_ctx *ctx, zc_handle conn, int pause);
+
 /* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 /* ------------------------------------------------------------------ */

@@ -61,7 +61,7 @@ static int grow(struct zc_cookies *c)
 	uint32_t cap = c->cap ? c->cap * 2 : 32;
 	struct zc_ck **tab = realloc(c->tab, cap * sizeof(*tab));
 	uint32_t *fr;
-	int (*pipes)[2];
+	int (*pipes)[3];
 
 	if (!tab)
 		return -ENOMEM;
@@ -78,39 +78,49 @@ static int grow(struct zc_cookies *c)
 	return 0;
 }
 
-/* A pipe for a cookie: a kept one, or a new one as large as allowed. */
-static int get_pipe(struct zc_cookies *c, int fds[2])
+/*
+ * A pipe for a cookie: a kept one, or a new one as large as allowed.
+ * fds[2] is its capacity (what F_SETPIPE_SZ answers, or 0 if unknown):
+ * kept with the pipe, so that a take need not ask for it each time.
+ */
+static int get_pipe(struct zc_cookies *c, int fds[3])
 {
 	if (c->npipes) {
-		memcpy(fds, c->pipes[--c->npipes], sizeof(int[2]));
+		memcpy(fds, c->pipes[--c->npipes], sizeof(int[3]));
 		return 0;
 	}
 	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK))
 		return -errno;
 	/* Best effort: without it the cookie holds what the pipe can. */
-	fcntl(fds[1], F_SETPIPE_SZ, ZC_COOKIE_MAX);
+	fds[2] = fcntl(fds[1], F_SETPIPE_SZ, ZC_COOKIE_MAX);
+	if (fds[2] < 0)
+		fds[2] = 0;
 	return 0;
 }
 
-/* Keep an empty pipe for the next cookie; close one that holds data. */
-static void put_pipe(struct zc_cookies *c, int pr, int pw)
+/* Keep an empty pipe for the next cookie; close one that holds data.
+ * @empty: known to be empty (written out whole), no need to ask. */
+static void put_pipe(struct zc_cookies *c, const struct zc_ck *ck, bool empty)
 {
 	int left = 1;
 
-	if (ioctl(pr, FIONREAD, &left) == 0 && left == 0 && c->npipes < c->cap) {
-		c->pipes[c->npipes][0] = pr;
-		c->pipes[c->npipes++][1] = pw;
+	if (!empty && ioctl(ck->pr, FIONREAD, &left) == 0 && left == 0)
+		empty = true;
+	if (empty && c->npipes < c->cap) {
+		c->pipes[c->npipes][0] = ck->pr;
+		c->pipes[c->npipes][1] = ck->pw;
+		c->pipes[c->npipes++][2] = ck->cap;
 		return;
 	}
-	close(pr);
-	close(pw);
+	close(ck->pr);
+	close(ck->pw);
 }
 
 static int ck_new(zc_ctx *ctx, struct zc_ck **out)
 {
 	struct zc_cookies *c = &ctx->ck;
-	struct zc_ck *ck;
-	int fds[2], err;
+	struct zc_ck *ck, tmp;
+	int fds[3], err;
 	uint32_t gen, idx;
 
 	if (!c->nfree && c->n == c->cap && (err = grow(c)))
@@ -123,7 +133,8 @@ static int ck_new(zc_ctx *ctx, struct zc_ck **out)
 	} else {
 		ck = calloc(1, sizeof(*ck));
 		if (!ck) {
-			put_pipe(c, fds[0], fds[1]);
+			tmp = (struct zc_ck){ .pr = fds[0], .pw = fds[1], .cap = fds[2] };
+			put_pipe(c, &tmp, true);
 			return -ENOMEM;
 		}
 		ck->idx = c->n;
@@ -136,6 +147,7 @@ static int ck_new(zc_ctx *ctx, struct zc_ck **out)
 	ck->gen = gen ? gen : 1;
 	ck->pr = fds[0];
 	ck->pw = fds[1];
+	ck->cap = fds[2];
 	ck->fd = -1;
 	ctx->st.cookies_alive++;
 	*out = ck;
@@ -146,7 +158,8 @@ static void ck_free(zc_ctx *ctx, struct zc_ck *ck)
 {
 	struct zc_cookies *c = &ctx->ck;
 
-	put_pipe(c, ck->pr, ck->pw);
+	/* A write that moved every byte left the pipe empty. */
+	put_pipe(c, ck, ck->state == CK_WRITING && ck->done == ck->len);
 	ck->state = CK_FREE;
 	if (++ck->gen == 0)
 		ck->gen = 1;
@@ -180,6 +193,50 @@ void zc_cookies_fini(zc_ctx *ctx)
 
 /* --- taking --- */
 
+/* Back to the default before the engine receives into pieces again. */
+static void take_lowat_reset(struct zc_sock *s)
+{
+	int one = 1;
+
+	if (s->lowat && setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) == 0)
+		s->lowat = 0;
+}
+
+/*
+ * A take that waits for more bytes wakes up once the rest of it is there
+ * (SO_RCVLOWAT), not for every segment: one wake-up and one splice per
+ * cookie instead of a dozen. A FIN, an error, memory pressure or a closed
+ * window wake it regardless (tcp_poll()), and the mark is never above
+ * what the take still wants, so the wait ends no later than without it.
+ */
+static void take_lowat(struct zc_sock *s, size_t rest)
+{
+	int v = rest > (1u << 30) ? 1 << 30 : (int)rest;
+
+	if (v == s->lowat)
+		return;
+	if (v > 1 && setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
+		s->lowat = v;
+	else
+		take_lowat_reset(s); /* a mark left from earlier would be too high */
+}
+
+/*
+ * splice() said EAGAIN with bytes in the cookie: is the socket empty, or
+ * is the pipe full (it ran out of slots: one per payload fragment)? The
+ * socket is readable (data, or a FIN) and yet nothing moved: the pipe.
+ * With a low-water mark, poll() hides data below it: ask for the count.
+ */
+static bool pipe_full(struct zc_sock *s)
+{
+	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+	int inq = 0;
+
+	if (poll(&pfd, 1, 0) == 1)
+		return true;
+	return s->lowat && ioctl(s->fd, FIONREAD, &inq) == 0 && inq > 0;
+}
+
 /* The take of @s is over: report it with @res (0 or -errno). The event
  * names the cookie either way; after an error it is already freed. */
 static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
@@ -188,6 +245,7 @@ static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 	size_t len = ck->len;
 	struct zc_event *ev;
 
+	take_lowat_reset(s);
 	s->flags &= ~SF_TAKING;
 	s->take = 0;
 	s->rx_off += len;
@@ -248,7 +306,7 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 		return 0;
 	}
 	if (!ck->started) { /* the engine's receive is done: where are we? */
-		int cap = fcntl(ck->pw, F_GETPIPE_SZ);
+		int cap = ck->cap ? ck->cap : fcntl(ck->pw, F_GETPIPE_SZ);
 
 		ck->started = true;
 		ck->want = ck->end > s->rx_off ? (size_t)(ck->end - s->rx_off) : 0;
@@ -267,12 +325,11 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 				zc_emit(ctx, ZC_EV_EOF, s, 0, 0);
 			return 0;
 		} else if (errno == EAGAIN) {
-			struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
-			/* The socket is empty (wait), or the pipe ran out of
-			 * slots first (a slot per payload fragment, not per
-			 * page): then the cookie is as full as it gets. */
-			if (poll(&pfd, 1, 0) == 1 && ck->len)
+			/* The socket is empty (wait), or the pipe is full:
+			 * then the cookie is as full as it gets. */
+			if (ck->len && pipe_full(s))
 				break;
+			take_lowat(s, ck->want - ck->len);
 			return 1;
 		} else if (errno != EINTR) {
 			int err = -errno;

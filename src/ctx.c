@@ -283,6 +283,19 @@ static struct zc_sock *conn_get(zc_ctx *ctx, zc_handle h)
 	return s && s->kind == SK_CONN ? s : NULL;
 }
 
+ZC_EXPORT int zc_pause(zc_ctx *ctx, zc_handle conn, int pause)
+{
+	struct zc_sock *s = conn_get(ctx, conn);
+
+	if (!s)
+		return -EBADF;
+	if (!(s->flags & SF_PAUSED) == !pause)
+		return 0;
+	s->flags ^= SF_PAUSED;
+	ctx->ops->pause(ctx, s);
+	return 0;
+}
+
 ZC_EXPORT ssize_t zc_send(zc_ctx *ctx, zc_handle conn, const void *buf, size_t len)
 {
 	struct zc_sock *s = conn_get(ctx, conn);

@@ -478,6 +478,7 @@ const struct zc_engine_ops zc_engine_mmap = {
 	 * its socket was never mapped, so it closes (FIN) at once. */
 	.close = ep_close,
 	.resume = ep_resume,
+	.pause = ep_resume, /* what epoll waits for changes */
 	.piece_released = ep_piece_released,
 	.release_foreign = mm_release_foreign,
 	.resumable = mm_resumable,

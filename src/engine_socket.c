@@ -116,6 +116,7 @@ const struct zc_engine_ops zc_engine_socket = {
 	.local_port = ks_local_port,
 	.close = ep_close,
 	.resume = ep_resume,
+	.pause = ep_resume, /* what epoll waits for changes */
 	.piece_released = ep_piece_released,
 	.run = ep_run,
 	.take = ep_take,

@@ -337,7 +337,7 @@ static void arm_pollout(zc_ctx *ctx, struct zc_sock *s)
 /* Receive again, or park the connection if no piece is left to lend. */
 static void rearm_or_stall(zc_ctx *ctx, struct zc_sock *s)
 {
-	if (s->flags & (SF_RX_DONE | SF_RX_ARMED | SF_TAKING))
+	if (s->flags & (SF_RX_DONE | SF_RX_ARMED | SF_TAKING | SF_PAUSED))
 		return;
 	if (ctx->pool.held == ctx->pool.npieces)
 		zc_stall(ctx, s);
@@ -539,6 +539,25 @@ static void ur_take(zc_ctx *ctx, struct zc_sock *s)
 	io_uring_sqe_set_data64(sqe, (uint64_t)OP_CANCEL << 56);
 }
 
+/* Paused: stop the multishot receive (what it has is delivered first).
+ * Started again: receive, unless a take or the end says otherwise. */
+static void ur_pause(zc_ctx *ctx, struct zc_sock *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!(s->flags & SF_PAUSED)) {
+		rearm_or_stall(ctx, s);
+		return;
+	}
+	if (!(s->flags & SF_RX_ARMED) || (s->flags & SF_TAKING))
+		return; /* nothing to stop, or ur_take() stopped it */
+	sqe = get_sqe(E(ctx));
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, ud_of(OP_RECV, s), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_CANCEL << 56);
+}
+
 static void on_recv(zc_ctx *ctx, uint64_t ud, int res, uint32_t flags)
 {
 	struct zc_sock *s = sock_of(ctx, ud);
@@ -617,7 +636,7 @@ static void on_connect(zc_ctx *ctx, uint64_t ud, int res)
 	 * non-blocking like an accepted one (see ACCEPT_FLAGS). */
 	fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
 	zc_emit(ctx, ZC_EV_CONNECTED, s, 0, 0);
-	arm_recv(ctx, s);
+	rearm_or_stall(ctx, s); /* not if paused meanwhile */
 }
 
 static void on_pollout(zc_ctx *ctx, uint64_t ud)
@@ -875,4 +894,5 @@ const struct zc_engine_ops zc_engine_uring = {
 	.run = ur_run,
 	.take = ur_take,
 	.cookie_write = ur_cookie_write,
+	.pause = ur_pause,
 };

@@ -43,7 +43,7 @@ static uint32_t wanted(const struct zc_sock *s)
 	if (s->flags & SF_CONNECTING)
 		return EPOLLOUT;
 	if (!(s->flags & SF_RX_DONE) &&
-	    (!(s->flags & SF_STALLED) || (s->flags & SF_TAKING)))
+	    (!(s->flags & (SF_STALLED | SF_PAUSED)) || (s->flags & SF_TAKING)))
 		ev |= EPOLLIN | EPOLLRDHUP; /* a take needs no pieces */
 	if (s->flags & SF_WANT_WRITE)
 		ev |= EPOLLOUT;
@@ -189,7 +189,7 @@ static void on_conn_event(zc_ctx *ctx, struct zc_sock *s, uint32_t ev)
 	    !(s->flags & SF_RX_DONE)) {
 		if (s->flags & SF_TAKING)
 			zc_take_step(ctx, s); /* level-triggered: back for more */
-		else if (!(s->flags & SF_STALLED))
+		else if (!(s->flags & (SF_STALLED | SF_PAUSED)))
 			E(ctx)->receive(ctx, s);
 	}
 	ep_update(ctx, s);

@@ -28,6 +28,7 @@ enum zc_sock_kind { SK_FREE = 0, SK_LISTENER, SK_CONN };
 #define SF_WANT_WRITE  (1u << 4) /* a WRITABLE event is owed */
 #define SF_ACCEPT_WAIT (1u << 5) /* listener: accepting paused (EMFILE...) */
 #define SF_TAKING      (1u << 6) /* zc_take() pending: no receiving into pieces */
+#define SF_PAUSED      (1u << 7) /* zc_pause(): no receiving into pieces */
 
 /* A listener or a connection. Slots are reused; gen tells the uses apart. */
 struct zc_sock {
@@ -45,6 +46,7 @@ struct zc_sock {
 	uint64_t retry_at_ms; /* SF_ACCEPT_WAIT: when to accept again */
 	uint32_t eng_bits;    /* the engine's own per-socket state */
 	zc_cookie take;       /* SF_TAKING: the cookie being filled */
+	int lowat;            /* SO_RCVLOWAT set for a take; 0: the default */
 	unsigned open_flags;  /* ZC_PAGE_ALIGNED... from zc_listen/zc_connect_ex */
 	struct ks_txzc *txzc; /* kernel engines: zero-copy sends in flight */
 };
@@ -57,6 +59,7 @@ struct zc_ck {
 	uint32_t idx, gen;
 	bool orphan;     /* freed by the application while in flight */
 	int pr, pw;      /* the pipe's read and write ends */
+	int cap;         /* the pipe's capacity in bytes, 0 if unknown */
 	uint64_t end;    /* take: stream offset it ends at */
 	bool started;    /* take: splicing has begun (want is known) */
 	size_t want;     /* take: bytes to splice */
@@ -74,7 +77,8 @@ struct zc_cookies {
 	uint32_t n, cap;
 	uint32_t *free;
 	uint32_t nfree;
-	int (*pipes)[2];    /* empty pipes, ready for the next cookie */
+	int (*pipes)[3];    /* empty pipes, ready for the next cookie:
+	                       read end, write end, capacity */
 	uint32_t npipes;
 	int peek[2];        /* scratch pipe for zc_cookie_peek() */
 	char *bounce;       /* aligned buffer for O_DIRECT writes */
@@ -144,6 +148,9 @@ struct zc_engine_ops {
 	/* Write cookie @ck to ck->fd asynchronously and report each step to
 	 * zc_write_progress(). NULL: the core writes synchronously. */
 	void (*cookie_write)(zc_ctx *ctx, struct zc_ck *ck);
+	/* SF_PAUSED changed on @s: stop receiving into pieces (what is in
+	 * flight may still be delivered), or start again. */
+	void (*pause)(zc_ctx *ctx, struct zc_sock *s);
 };
 
 extern const struct zc_engine_ops zc_engine_uring;

@@ -322,11 +322,25 @@ if [ "$(id -u)" = 0 ]; then
 		if start_ingest full "$dir"; then
 			put "$tmp/src/f$((16 * 1024 * 1024 + 3))" full
 			[ "$code" = 507 ] || fail "full disk: status $code"
-			grep -q 'failed full' "$srv_log" || fail "full disk: no failure logged"
+			# Buffered, the blocks are reserved up front: refused
+			# before the body is sent.
+			grep -Eq 'failed full|refused a request: 507' "$srv_log" ||
+				fail "full disk: no failure logged"
 			[ -z "$(ls -A "$dir")" ] || fail "full disk: left behind: $(ls -A "$dir")"
 			check_put "$tmp/src/f$((1024 * 1024 + 1))" fits "$dir" &&
 				say "full: 507 on a full tmpfs, nothing left, then a file that fits"
 			stop_ingest full "$dir"
+		fi
+		rm -f "$dir/fits"
+		# --direct reserves nothing: the disk fills while writing.
+		if start_ingest full-direct "$dir" --direct; then
+			put "$tmp/src/f$((16 * 1024 * 1024 + 3))" full
+			[ "$code" = 507 ] || fail "full disk, --direct: status $code"
+			grep -q 'failed full' "$srv_log" || fail "full disk, --direct: no failure logged"
+			[ -z "$(ls -A "$dir")" ] ||
+				fail "full disk, --direct: left behind: $(ls -A "$dir")"
+			say "full: 507 with --direct too, the disk full while writing"
+			stop_ingest full-direct "$dir"
 		fi
 		umount "$dir" && mounts=()
 	else

@@ -516,6 +516,89 @@ static void test_pending_take(void **state)
 	zc_ctx_destroy(ctx);
 }
 
+/* Events of @conn for up to @ms: DATA bytes are checked against the
+ * stream's offset @*off and counted; a TAKEN event's cookie is freed. */
+static uint64_t drain_for(zc_ctx *ctx, uint64_t *off, int ms, bool *eof)
+{
+	uint64_t until = h_now_ms() + (uint64_t)ms, got = 0;
+	struct zc_event ev[8];
+
+	while (h_now_ms() < until && !*eof) {
+		int n = h_wait(ctx, ev, 8, 20);
+
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type == ZC_EV_EOF) {
+				*eof = true;
+				continue;
+			}
+			assert_int_equal(ev[i].type, ZC_EV_DATA);
+			assert_int_equal(ev[i].offset, *off);
+			*off += ev[i].bytes;
+			got += ev[i].bytes;
+			for (unsigned j = 0; j < ev[i].npieces; j++)
+				assert_int_equal(zc_release(ctx, &ev[i].pieces[j]), 0);
+		}
+	}
+	return got;
+}
+
+/* A paused connection receives nothing into pieces, takes still work and
+ * leave it paused, and it receives again once started. */
+static void test_pause(void **state)
+{
+	uint64_t deadline = h_deadline_ms(10000), off = 0;
+	struct zc_event ev[4];
+	zc_handle l, conn = 0;
+	char buf[10000];
+	bool eof = false, taken = false;
+	zc_cookie c;
+	zc_ctx *ctx;
+	int peer;
+
+	memset(buf, 'p', sizeof(buf));
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	assert_int_equal(zc_pause(ctx, l, 1), -EBADF);
+	assert_int_equal(zc_pause(ctx, 0, 1), -EBADF);
+	peer = h_peer_connect(AF_INET, (uint16_t)zc_local_port(ctx, l));
+	assert_true(peer >= 0);
+	while (!conn && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 4, 100);
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == ZC_EV_ACCEPT)
+				conn = ev[i].conn;
+	}
+	assert_int_not_equal(conn, 0);
+	assert_int_equal(zc_pause(ctx, conn, 1), 0);
+	assert_int_equal(zc_pause(ctx, conn, 1), 0); /* twice: no change */
+	assert_int_equal(drain_for(ctx, &off, 50, &eof), 0); /* the receive stops */
+	assert_int_equal(write(peer, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	assert_int_equal(drain_for(ctx, &off, 200, &eof), 0);
+
+	assert_int_equal(zc_take(ctx, conn, 4000, &c), 0);
+	while (!taken && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 4, 100);
+		for (int i = 0; i < n; i++) {
+			assert_int_equal(ev[i].type, ZC_EV_TAKEN);
+			assert_int_equal(ev[i].offset, 0);
+			assert_int_equal(ev[i].bytes, 4000);
+			assert_int_equal(zc_cookie_free(ctx, ev[i].cookie), 0);
+			taken = true;
+		}
+	}
+	assert_true(taken);
+	off = 4000;
+	assert_int_equal(drain_for(ctx, &off, 200, &eof), 0); /* still paused */
+
+	assert_int_equal(zc_pause(ctx, conn, 0), 0);
+	close(peer);
+	while (!eof && !h_expired(deadline))
+		drain_for(ctx, &off, 100, &eof);
+	assert_true(eof);
+	assert_int_equal(off, sizeof(buf));
+	zc_ctx_destroy(ctx);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -527,6 +610,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_back_to_back_takes),
 		cmocka_unit_test(test_bad_calls),
 		cmocka_unit_test(test_pending_take),
+		cmocka_unit_test(test_pause),
 	};
 
 	engine = h_setup(argc, argv, true, 300);

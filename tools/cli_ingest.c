@@ -148,6 +148,7 @@ struct conn {
 	bool closing;                 /* close at the end of the batch, or once
 	                                 the upload's writes are done */
 	bool offsets_lost;            /* a dropped take moved the stream on */
+	bool paused;                  /* receiving into pieces is paused */
 	uint64_t active_ms, linger_until, retry_at;
 };
 
@@ -386,6 +387,21 @@ static int status_of_errno(int err)
 	return err == ENOSPC || err == EDQUOT ? 507 : 500;
 }
 
+/*
+ * Buffered: reserve the body's blocks at once (the size stays 0 until
+ * bytes land). Page-cache writes into allocated blocks skip ext4's
+ * per-page delayed-allocation bookkeeping, ~15% of the server's CPU for
+ * a 2 GiB upload; and a full disk answers 507 before the body is sent.
+ * Filesystems without fallocate() are written as before.
+ */
+static int preallocate(struct upload *up)
+{
+	if (up->size && fallocate(up->pfd, FALLOC_FL_KEEP_SIZE, 0, (off_t)up->size) &&
+	    (errno == ENOSPC || errno == EDQUOT))
+		return status_of_errno(errno);
+	return 0;
+}
+
 /* Create the temporary file. 0 or the status to answer with. */
 static int create_tmp(struct ingest *g, struct upload *up)
 {
@@ -406,7 +422,7 @@ static int create_tmp(struct ingest *g, struct upload *up)
 	}
 	up->fd = up->pfd;
 	if (!g->o.direct)
-		return 0;
+		return preallocate(up);
 	/*
 	 * Cookies go to an O_DIRECT descriptor; bytes from pieces go through
 	 * the buffered one (pwrite() with O_DIRECT would need aligned buffers,
@@ -432,6 +448,18 @@ static void upload_discard(struct ingest *g, struct upload *up)
 	up->tmp[0] = '\0';
 }
 
+/*
+ * A body is moved by takes alone: receiving into pieces is paused while
+ * it lasts. Else, whenever the disk lags and the cookies in flight are at
+ * their limit, the next bytes would arrive in pieces and be copied twice
+ * (into the pieces, then by pwrite()) instead of waiting in the socket.
+ */
+static void set_paused(struct ingest *g, struct conn *c, bool on)
+{
+	if (g->ctx && c->paused != on && zc_pause(g->ctx, c->h, on) == 0)
+		c->paused = on;
+}
+
 /* Release everything of @c's upload; no take may be pending. */
 static void upload_free(struct ingest *g, struct conn *c)
 {
@@ -439,6 +467,7 @@ static void upload_free(struct ingest *g, struct conn *c)
 
 	if (!up)
 		return;
+	set_paused(g, c, false); /* the next request, or the rest to drop */
 	upload_discard(g, up);
 	if (up->fd >= 0 && up->fd != up->pfd)
 		close(up->fd);
@@ -679,6 +708,7 @@ static void upload_pump(struct ingest *g, struct conn *c)
 	if (!write_held(g, c))
 		return;
 	if (up->rx == up->size) {
+		set_paused(g, c, false); /* the next request may come */
 		if (!up->take && !up->nwr && !up->nheld)
 			upload_finish(g, c);
 		return;
@@ -820,6 +850,7 @@ static void start_put(struct ingest *g, struct conn *c, const char *name)
 		return;
 	}
 	c->state = C_BODY;
+	set_paused(g, c, up->size > 0);
 	/* Only now: a client waiting for 100 sends nothing before it, and
 	 * a refusal above has spared it sending the body at all. */
 	if (c->req.expect_continue && up->size) {
@@ -1388,6 +1419,7 @@ static void teardown(struct ingest *g)
 		zc_ctx_stats(g->ctx, &st);
 	/* The context first: it may still be writing to the files. */
 	zc_ctx_destroy(g->ctx);
+	g->ctx = NULL; /* upload_free() below must not call into it */
 	while (g->conns) {
 		c = g->conns;
 		if (c->up) {
