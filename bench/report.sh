@@ -414,8 +414,29 @@ disk_md() {
 		echo "throughput as a share of this run's O_DIRECT write bandwidth:"
 		echo
 		systems_md "$raw/disk.tsv" "" "$d_limit" "O_DIRECT limit"
+		echo
+		disk_ratios_md
 		;;
 	esac
+}
+
+# zcnet ingest's CPU s/GB against the read()+write() server in the same
+# mode (buffered or O_DIRECT) and against nginx (which writes buffered).
+disk_ratios_md() {
+	awk -F'\t' '
+	NR > 1 && $9 == "ok" { cpu[$1] = $5; gb[$1] = $2 }
+	END {
+		print "| zcnet ingest | CPU vs read()+write(), same mode | CPU vs nginx | throughput vs read()+write() |"
+		print "|---|---|---|---|"
+		split("zcnet-ingest rw-server zcnet-ingest-direct rw-server-direct", p, " ")
+		for (i = 1; i <= 3; i += 2) {
+			z = p[i]; r = p[i + 1]
+			a = (z in cpu && r in cpu && cpu[r] > 0) ? sprintf("%.2fx", cpu[z] / cpu[r]) : "-"
+			b = (z in cpu && "nginx-webdav" in cpu && cpu["nginx-webdav"] > 0) ? sprintf("%.2fx", cpu[z] / cpu["nginx-webdav"]) : "-"
+			c = (z in gb && r in gb && gb[r] > 0) ? sprintf("%.2fx", gb[z] / gb[r]) : "-"
+			printf "| %s | %s | %s | %s |\n", z, a, b, c
+		}
+	}' "$raw/disk.tsv"
 }
 
 write_report() {
