@@ -378,7 +378,10 @@ int zc_release(zc_ctx *ctx, const struct zc_piece *p);
  * at the end of the stream (an EOF event follows) or when the pipe ran out
  * of room first (it holds a fragment per slot; take again for the rest),
  * or res < 0 on error (the
- * event still names the cookie, which is then already freed). One take at a time per connection.
+ * event still names the cookie, which is then already freed). One take at a time per connection:
+ * a take is pending from zc_take() until zc_wait() returns its ZC_EV_TAKEN,
+ * and so is its cookie (busy for zc_cookie_peek() and zc_cookie_write()).
+ * zc_close() or zc_abort() of the connection meanwhile frees the cookie.
  * Returns 0, -EBADF, -EINVAL (@len out of range, @out NULL), -EBUSY (a
  * take is already pending), -ENOMEM / -EMFILE (no pipe for the cookie).
  */
@@ -413,8 +416,9 @@ int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
 
 /**
  * Free a cookie without writing it; its bytes are dropped. A cookie whose
- * take or write is still in flight is freed when that ends (and no event
- * names it). Returns 0 or -EBADF.
+ * take or write is still in flight (a take until zc_wait() returns its
+ * ZC_EV_TAKEN) is freed when that ends (and no event names it).
+ * Returns 0 or -EBADF.
  */
 int zc_cookie_free(zc_ctx *ctx, zc_cookie c);
 

@@ -323,7 +323,7 @@ static int close_sock(zc_ctx *ctx, struct zc_sock *s, bool abort)
 		return -EBADF;
 	if (s->flags & SF_ACCEPT_WAIT)
 		ctx->paused_listeners--;
-	if (s->flags & SF_TAKING)
+	if (s->flags & (SF_TAKING | SF_TAKEN_Q))
 		zc_take_abort(ctx, s);
 	ctx->ops->close(ctx, s, abort);
 	zc_sock_free(ctx, s);

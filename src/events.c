@@ -217,6 +217,8 @@ unsigned zc_deliver(zc_ctx *ctx, struct zc_event *evs, unsigned max)
 			drop(ctx, qe); /* its connection was closed */
 			continue;
 		}
+		if (qe->ev.type == ZC_EV_TAKEN)
+			zc_taken_delivered(ctx, s, &qe->ev);
 		evs[n] = qe->ev;
 		evs[n].user = s ? s->user : NULL;
 		if (qe->ev.type == ZC_EV_DATA) {
