@@ -257,7 +257,8 @@ ssize_t zc_send_zerocopy(zc_ctx *ctx, zc_handle conn, const void *buf, size_t le
 
 /**
  * Shut down one or both directions of a connection (SHUT_RD, SHUT_WR or
- * SHUT_RDWR as for shutdown(2)). Returns 0, -EBADF or -EINVAL.
+ * SHUT_RDWR as for shutdown(2)). Returns 0, -EBADF, -EINVAL, or -ENOTCONN
+ * (not connected yet: nothing is changed).
  */
 int zc_shutdown(zc_ctx *ctx, zc_handle conn, int how);
 

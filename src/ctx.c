@@ -314,6 +314,12 @@ ZC_EXPORT int zc_shutdown(zc_ctx *ctx, zc_handle conn, int how)
 		return -EBADF;
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
+	/* As zc_send(). The kernel would record the shutdown of a socket
+	 * not yet connecting even while it returns ENOTCONN (the uring
+	 * engine connects later), or accept it (a connect under way): the
+	 * connection would end as soon as it starts, one way or not. */
+	if (s->flags & SF_CONNECTING)
+		return -ENOTCONN;
 	return ctx->ops->shutdown(ctx, s, how);
 }
 
