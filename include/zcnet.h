@@ -312,7 +312,8 @@ enum zc_event_type {
 struct zc_event {
 	enum zc_event_type type;
 	int res;                /**< ZC_EV_ERROR: the negative errno */
-	zc_handle conn;         /**< the connection */
+	zc_handle conn;         /**< the connection; ZC_EV_WRITTEN: 0 once
+	                             it has been closed */
 	zc_handle listener;     /**< ZC_EV_ACCEPT: the listener */
 	void *user;             /**< zc_set_user() of @conn */
 	zc_cookie cookie;       /**< ZC_EV_TAKEN, ZC_EV_WRITTEN: the cookie */
@@ -397,7 +398,8 @@ int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out);
 ssize_t zc_cookie_peek(zc_ctx *ctx, zc_cookie c, void *buf, size_t len);
 
 /* zc_cookie_write() flags */
-#define ZC_WRITE_DSYNC (1u << 0) /**< fdatasync(@fd) before reporting done */
+/** fdatasync(@fd) before reporting done; @fd must be a file or block device */
+#define ZC_WRITE_DSYNC (1u << 0)
 
 /**
  * Write a taken cookie's bytes to @fd: a file at @offset (>= 0), or, with
@@ -410,7 +412,8 @@ ssize_t zc_cookie_peek(zc_ctx *ctx, zc_cookie c, void *buf, size_t len);
  * reports the bytes written (res 0) or the error (res < 0); either way the
  * cookie is gone afterwards. @fd must stay open until then.
  * Returns 0, -EBADF (no such cookie), -EBUSY (not taken yet, or already
- * being written), -EINVAL.
+ * being written), -EINVAL (also ZC_WRITE_DSYNC to a pipe, socket or other
+ * special file, which cannot be synced: nothing is written then).
  */
 int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
 		    unsigned flags);

@@ -188,7 +188,10 @@ void zc_cookies_fini(zc_ctx *ctx)
 static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 {
 	zc_cookie h = ck->orphan ? 0 : handle_of(ck); /* freed by the app: unnamed */
-	size_t len = ck->len;
+	/* A failed take is freed with what it held: the application never
+	 * gets those bytes, so they neither count nor move the offsets of
+	 * what comes after (a later empty take names where it stopped). */
+	size_t len = res ? 0 : ck->len;
 	struct zc_event *ev;
 
 	s->flags &= ~SF_TAKING;
@@ -208,7 +211,7 @@ static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 		return;
 	s->flags |= SF_TAKEN_Q;
 	ev->cookie = h;
-	ev->bytes = res ? 0 : len;
+	ev->bytes = len;
 	ev->offset = s->rx_off - len;
 	ev->res = res;
 }
@@ -492,6 +495,13 @@ static void write_sync(zc_ctx *ctx, struct zc_ck *ck)
 	write_done(ctx, ck, n < 0 ? (int)n : ck->done == ck->len ? 0 : -EIO);
 }
 
+static bool can_sync(int fd)
+{
+	struct stat st;
+
+	return !fstat(fd, &st) && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
+}
+
 ZC_EXPORT int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
 			      unsigned flags)
 {
@@ -507,6 +517,10 @@ ZC_EXPORT int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0)
 		return -EBADF;
+	/* fdatasync() of a pipe or socket fails with EINVAL: say so now,
+	 * not after the bytes have gone and cannot be had back. */
+	if ((flags & ZC_WRITE_DSYNC) && !can_sync(fd))
+		return -EINVAL;
 	if ((fl & O_DIRECT) && offset < 0)
 		return -EINVAL; /* block-aligned writes need an offset */
 	ck->state = CK_WRITING;

@@ -599,6 +599,138 @@ static void test_take_pending_until_event(void **state)
 	zc_ctx_destroy(ctx);
 }
 
+/* An empty cookie of a connection whose stream has ended. */
+static zc_cookie empty_cookie(zc_ctx *ctx, zc_handle *conn)
+{
+	struct zc_event ev[4];
+	zc_cookie c;
+
+	*conn = ended_conn(ctx, 10);
+	assert_int_equal(zc_take(ctx, *conn, 100, &c), 0);
+	assert_int_equal(h_wait(ctx, ev, 4, 0), 1);
+	assert_int_equal(ev[0].type, ZC_EV_TAKEN);
+	assert_int_equal(ev[0].cookie, c);
+	return c;
+}
+
+/*
+ * ZC_WRITE_DSYNC to a pipe is refused before anything is written (it used
+ * to move the bytes, then fail the fdatasync() with -EINVAL), and to a
+ * file it works. Found by fuzz_api.
+ */
+static void test_dsync_needs_a_file(void **state)
+{
+	struct zc_event ev[4];
+	zc_handle conn;
+	zc_cookie c;
+	zc_ctx *ctx;
+	int p[2], fd = temp_file();
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	c = empty_cookie(ctx, &conn);
+	assert_int_equal(zc_cookie_write(ctx, c, p[1], -1, ZC_WRITE_DSYNC), -EINVAL);
+	assert_int_equal(zc_cookie_write(ctx, c, fd, 0, ZC_WRITE_DSYNC), 0);
+	assert_int_equal(h_wait(ctx, ev, 4, 1000), 1);
+	assert_int_equal(ev[0].type, ZC_EV_WRITTEN);
+	assert_int_equal(ev[0].res, 0);
+	zc_ctx_destroy(ctx);
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+}
+
+/* A WRITTEN event that comes after zc_close() names no connection: the
+ * closed handle is named by no event. Found by fuzz_api. */
+static void test_written_after_close(void **state)
+{
+	struct zc_event ev[4];
+	zc_handle conn;
+	zc_cookie c;
+	zc_ctx *ctx;
+	int fd = temp_file();
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	c = empty_cookie(ctx, &conn);
+	assert_int_equal(zc_cookie_write(ctx, c, fd, 0, 0), 0);
+	assert_int_equal(zc_close(ctx, conn), 0);
+	assert_int_equal(h_wait(ctx, ev, 4, 1000), 1);
+	assert_int_equal(ev[0].type, ZC_EV_WRITTEN);
+	assert_int_equal(ev[0].cookie, c);
+	assert_int_equal(ev[0].conn, 0);
+	zc_ctx_destroy(ctx);
+	close(fd);
+}
+
+/*
+ * A take that fails after it has moved bytes (the peer resets) reports no
+ * bytes, and the offsets go on from what the application was given: a
+ * take after the end names that offset. The failed take's bytes used to
+ * move the stream offset on unseen, and count as taken. Found by fuzz_api.
+ */
+static void test_failed_take_keeps_offsets(void **state)
+{
+	static char buf[16385];
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	uint64_t deadline = h_deadline_ms(20000), seen = 0, taken = 0;
+	struct zc_event ev[8];
+	struct zc_stats st;
+	zc_handle l, conn = 0;
+	bool ended = false;
+	zc_cookie c;
+	zc_ctx *ctx;
+	int peer;
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	peer = h_peer_connect(AF_INET, (uint16_t)zc_local_port(ctx, l));
+	assert_true(peer >= 0);
+	while (!conn && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 8, 100);
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == ZC_EV_ACCEPT)
+				conn = ev[i].conn;
+	}
+	assert_int_equal(zc_take(ctx, conn, 65536, &c), 0);
+	assert_int_equal(write(peer, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	for (int round = 0; !ended && round < 1000 && !h_expired(deadline); round++) {
+		int n = h_wait(ctx, ev, 8, 20);
+
+		if (round == 5) { /* the take has the bytes by now: reset */
+			setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			close(peer);
+		}
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type == ZC_EV_DATA) { /* a receive in flight */
+				assert_int_equal(ev[i].offset, seen);
+				seen += ev[i].bytes;
+				for (unsigned j = 0; j < ev[i].npieces; j++)
+					zc_release(ctx, &ev[i].pieces[j]);
+			} else if (ev[i].type == ZC_EV_TAKEN) {
+				assert_int_equal(ev[i].offset, seen);
+				if (ev[i].res < 0)
+					assert_int_equal(ev[i].bytes, 0);
+				else
+					zc_cookie_free(ctx, ev[i].cookie);
+				seen += ev[i].bytes;
+				taken += ev[i].bytes;
+			} else {
+				ended |= ev[i].type == ZC_EV_ERROR || ev[i].type == ZC_EV_EOF;
+			}
+		}
+	}
+	assert_true(ended);
+	assert_int_equal(zc_take(ctx, conn, 10, &c), 0);
+	assert_int_equal(h_wait(ctx, ev, 8, 0), 1);
+	assert_int_equal(ev[0].type, ZC_EV_TAKEN);
+	assert_int_equal(ev[0].offset, seen);
+	assert_int_equal(ev[0].bytes, 0);
+	assert_int_equal(zc_conn_stats(ctx, conn, &st), 0);
+	assert_int_equal(st.bytes_taken, taken);
+	zc_cookie_free(ctx, c);
+	zc_ctx_destroy(ctx);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -611,6 +743,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_calls),
 		cmocka_unit_test(test_pending_take),
 		cmocka_unit_test(test_take_pending_until_event),
+		cmocka_unit_test(test_dsync_needs_a_file),
+		cmocka_unit_test(test_written_after_close),
+		cmocka_unit_test(test_failed_take_keeps_offsets),
 	};
 
 	engine = h_setup(argc, argv, true, 300);
