@@ -762,14 +762,12 @@ static void op_refused(struct run *r)
 	check_ret("zc_connect", err);
 	if (err)
 		return;
-	/* Kept as a stale handle once refused; closed now or left to wait. */
-	if (byte(r) & 1) {
+	/* Closed at once (then a stale handle), or left to be refused. */
+	if ((byte(r) & 1) || r->nends + 2 > MAX_ENDS) {
 		expect("zc_close", zc_close(r->ctx, h), 0);
 		add_stale(r, h);
 		return;
 	}
-	if (r->nends + 2 > MAX_ENDS)
-		return expect("zc_close", zc_close(r->ctx, h), 0), add_stale(r, h);
 	new_end(r, E_ZC)->h = h;
 	r->ends[r->nends - 1].broken = true;
 	new_end(r, E_NONE)->closed = true; /* no peer */
