@@ -666,6 +666,9 @@ static void plain_send(struct run *r, int i, size_t len)
 	n = send(e->fd, pat_at(e->seed, e->tx), len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n > 0)
 		e->tx += (uint64_t)n;
+	/* A reset: reported once, here, so recv() will then say only EOF. */
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		break_pair(r, i);
 }
 
 static void plain_close(struct run *r, int i, bool reset)
@@ -1130,8 +1133,10 @@ static void op_shutdown(struct run *r)
 		FAIL("zc_shutdown how 7: %d", err);
 	if (err)
 		return;
+	/* Bytes that come after SHUT_RD make Linux reset the connection
+	 * once it has sent its FIN: both ways may lose bytes. */
 	if (how == SHUT_RD || how == SHUT_RDWR)
-		e->broken = true;
+		break_pair(r, i);
 	if (how == SHUT_WR || how == SHUT_RDWR)
 		e->shut_wr = true;
 }
