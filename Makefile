@@ -79,12 +79,23 @@ bench-quick: build
 	@bash scripts/deps.sh $(BENCH_DEPS)
 	bash bench/report.sh --quick --build $(BUILD) --out bench/results/quick
 
-# The HTTP parser of `zcnet ingest` under libFuzzer for FUZZ_SECONDS; new
-# inputs are kept in $(BUILD)/fuzz-corpus, crashes in ./crash-*.
+# Under libFuzzer for FUZZ_SECONDS each: the HTTP parser of `zcnet ingest`,
+# then random sequences of API calls (fuzz/fuzz_api.c) on each engine
+# configuration of FUZZ_API_ENGINES. New inputs are kept in
+# $(BUILD)/fuzz-corpus*, crashes in ./crash-*; a crash replays with
+# `ZCNET_FUZZ_ENGINE=ENGINE ZCNET_FUZZ_TRACE=1 $(BUILD)/fuzz/fuzz_api FILE`.
+FUZZ_API_ENGINES ?= uring socket mmap
 fuzz: build
-	@cmake --build $(BUILD) --target fuzz_http
+	@cmake --build $(BUILD) --target fuzz_http fuzz_api
 	$(BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		-dict=fuzz/http.dict $(BUILD)/fuzz-corpus fuzz/corpus
+	@set -e; for e in $(FUZZ_API_ENGINES); do \
+		echo "== fuzz_api $$e, $(FUZZ_SECONDS) s"; \
+		mkdir -p $(BUILD)/fuzz-corpus-api-$$e; \
+		ZCNET_FUZZ_ENGINE=$$e $(BUILD)/fuzz/fuzz_api \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=512 \
+			-len_control=0 $(BUILD)/fuzz-corpus-api-$$e fuzz/corpus-api; \
+	done
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

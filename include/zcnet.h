@@ -268,7 +268,8 @@ ssize_t zc_send_zerocopy(zc_ctx *ctx, zc_handle conn, const void *buf, size_t le
 
 /**
  * Shut down one or both directions of a connection (SHUT_RD, SHUT_WR or
- * SHUT_RDWR as for shutdown(2)). Returns 0, -EBADF or -EINVAL.
+ * SHUT_RDWR as for shutdown(2)). Returns 0, -EBADF, -EINVAL, or -ENOTCONN
+ * (not connected yet: nothing is changed).
  */
 int zc_shutdown(zc_ctx *ctx, zc_handle conn, int how);
 
@@ -322,7 +323,8 @@ enum zc_event_type {
 struct zc_event {
 	enum zc_event_type type;
 	int res;                /**< ZC_EV_ERROR: the negative errno */
-	zc_handle conn;         /**< the connection */
+	zc_handle conn;         /**< the connection; ZC_EV_WRITTEN: 0 once
+	                             it has been closed */
 	zc_handle listener;     /**< ZC_EV_ACCEPT: the listener */
 	void *user;             /**< zc_set_user() of @conn */
 	zc_cookie cookie;       /**< ZC_EV_TAKEN, ZC_EV_WRITTEN: the cookie */
@@ -389,7 +391,10 @@ int zc_release(zc_ctx *ctx, const struct zc_piece *p);
  * at the end of the stream (an EOF event follows) or when the pipe ran out
  * of room first (it holds a fragment per slot; take again for the rest),
  * or res < 0 on error (the
- * event still names the cookie, which is then already freed). One take at a time per connection.
+ * event still names the cookie, which is then already freed). One take at a time per connection:
+ * a take is pending from zc_take() until zc_wait() returns its ZC_EV_TAKEN,
+ * and so is its cookie (busy for zc_cookie_peek() and zc_cookie_write()).
+ * zc_close() or zc_abort() of the connection meanwhile frees the cookie.
  * Returns 0, -EBADF, -EINVAL (@len out of range, @out NULL), -EBUSY (a
  * take is already pending), -ENOMEM / -EMFILE (no pipe for the cookie).
  */
@@ -404,7 +409,8 @@ int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out);
 ssize_t zc_cookie_peek(zc_ctx *ctx, zc_cookie c, void *buf, size_t len);
 
 /* zc_cookie_write() flags */
-#define ZC_WRITE_DSYNC (1u << 0) /**< fdatasync(@fd) before reporting done */
+/** fdatasync(@fd) before reporting done; @fd must be a file or block device */
+#define ZC_WRITE_DSYNC (1u << 0)
 
 /**
  * Write a taken cookie's bytes to @fd: a file at @offset (>= 0), or, with
@@ -417,15 +423,17 @@ ssize_t zc_cookie_peek(zc_ctx *ctx, zc_cookie c, void *buf, size_t len);
  * reports the bytes written (res 0) or the error (res < 0); either way the
  * cookie is gone afterwards. @fd must stay open until then.
  * Returns 0, -EBADF (no such cookie), -EBUSY (not taken yet, or already
- * being written), -EINVAL.
+ * being written), -EINVAL (also ZC_WRITE_DSYNC to a pipe, socket or other
+ * special file, which cannot be synced: nothing is written then).
  */
 int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
 		    unsigned flags);
 
 /**
  * Free a cookie without writing it; its bytes are dropped. A cookie whose
- * take or write is still in flight is freed when that ends (and no event
- * names it). Returns 0 or -EBADF.
+ * take or write is still in flight (a take until zc_wait() returns its
+ * ZC_EV_TAKEN) is freed when that ends (and no event names it).
+ * Returns 0 or -EBADF.
  */
 int zc_cookie_free(zc_ctx *ctx, zc_cookie c);
 

@@ -238,11 +238,17 @@ static bool pipe_full(struct zc_sock *s)
 }
 
 /* The take of @s is over: report it with @res (0 or -errno). The event
- * names the cookie either way; after an error it is already freed. */
+ * names the cookie either way; after an error it is already freed. Until
+ * zc_wait() hands the event out, the application has not seen the take
+ * end: the cookie stays busy and the connection takes nothing new, so
+ * what a call returns does not depend on how far the engine got. */
 static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 {
 	zc_cookie h = ck->orphan ? 0 : handle_of(ck); /* freed by the app: unnamed */
-	size_t len = ck->len;
+	/* A failed take is freed with what it held: the application never
+	 * gets those bytes, so they neither count nor move the offsets of
+	 * what comes after (a later empty take names where it stopped). */
+	size_t len = res ? 0 : ck->len;
 	struct zc_event *ev;
 
 	take_lowat_reset(s);
@@ -251,16 +257,35 @@ static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 	s->rx_off += len;
 	s->st.bytes_taken += len;
 	ctx->st.bytes_taken += len;
-	if (ck->orphan || res)
-		ck_free(ctx, ck);
-	else
-		ck->state = CK_TAKEN;
 	ev = zc_emit_ev(ctx, ZC_EV_TAKEN, s);
-	if (ev) {
-		ev->cookie = h;
-		ev->bytes = res ? 0 : len;
-		ev->offset = s->rx_off - len;
-		ev->res = res;
+	if (ck->orphan || res || !ev) {
+		ck_free(ctx, ck);
+	} else {
+		ck->state = CK_TAKEN;
+		ck->unseen = true;
+		s->take = h;
+	}
+	if (!ev)
+		return;
+	s->flags |= SF_TAKEN_Q;
+	ev->cookie = h;
+	ev->bytes = len;
+	ev->offset = s->rx_off - len;
+	ev->res = res;
+}
+
+void zc_taken_delivered(zc_ctx *ctx, struct zc_sock *s, struct zc_event *ev)
+{
+	struct zc_ck *ck = zc_ck_get(ctx, s->take);
+
+	s->flags &= ~SF_TAKEN_Q;
+	s->take = 0;
+	if (!ck || !ck->unseen)
+		return;
+	ck->unseen = false;
+	if (ck->orphan) { /* freed before the application saw it */
+		ck_free(ctx, ck);
+		ev->cookie = 0;
 	}
 }
 
@@ -276,7 +301,7 @@ ZC_EXPORT int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out)
 		return -EINVAL;
 	if (s->flags & SF_CONNECTING)
 		return -ENOTCONN;
-	if (s->flags & SF_TAKING)
+	if (s->flags & (SF_TAKING | SF_TAKEN_Q))
 		return -EBUSY;
 	err = ck_new(ctx, &ck);
 	if (err)
@@ -346,7 +371,7 @@ void zc_take_abort(zc_ctx *ctx, struct zc_sock *s)
 {
 	struct zc_ck *ck = zc_ck_get(ctx, s->take);
 
-	s->flags &= ~SF_TAKING;
+	s->flags &= ~(SF_TAKING | SF_TAKEN_Q);
 	s->take = 0;
 	if (ck)
 		ck_free(ctx, ck);
@@ -362,7 +387,7 @@ ZC_EXPORT ssize_t zc_cookie_peek(zc_ctx *ctx, zc_cookie c, void *buf, size_t len
 
 	if (!ck)
 		return -EBADF;
-	if (ck->state != CK_TAKEN)
+	if (ck->state != CK_TAKEN || ck->unseen)
 		return -EBUSY;
 	if (!buf && len)
 		return -EINVAL;
@@ -527,6 +552,13 @@ static void write_sync(zc_ctx *ctx, struct zc_ck *ck)
 	write_done(ctx, ck, n < 0 ? (int)n : ck->done == ck->len ? 0 : -EIO);
 }
 
+static bool can_sync(int fd)
+{
+	struct stat st;
+
+	return !fstat(fd, &st) && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
+}
+
 ZC_EXPORT int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
 			      unsigned flags)
 {
@@ -535,13 +567,17 @@ ZC_EXPORT int zc_cookie_write(zc_ctx *ctx, zc_cookie c, int fd, int64_t offset,
 
 	if (!ck)
 		return -EBADF;
-	if (ck->state != CK_TAKEN)
+	if (ck->state != CK_TAKEN || ck->unseen)
 		return -EBUSY;
 	if (fd < 0 || offset < -1 || (flags & ~ZC_WRITE_DSYNC))
 		return -EINVAL;
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0)
 		return -EBADF;
+	/* fdatasync() of a pipe or socket fails with EINVAL: say so now,
+	 * not after the bytes have gone and cannot be had back. */
+	if ((flags & ZC_WRITE_DSYNC) && !can_sync(fd))
+		return -EINVAL;
 	if ((fl & O_DIRECT) && offset < 0)
 		return -EINVAL; /* block-aligned writes need an offset */
 	ck->state = CK_WRITING;
@@ -566,7 +602,7 @@ ZC_EXPORT int zc_cookie_free(zc_ctx *ctx, zc_cookie c)
 
 	if (!ck)
 		return -EBADF;
-	if (ck->state == CK_TAKING || ck->state == CK_WRITING)
+	if (ck->state == CK_TAKING || ck->state == CK_WRITING || ck->unseen)
 		ck->orphan = true; /* freed when its take or write ends */
 	else
 		ck_free(ctx, ck);

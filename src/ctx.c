@@ -331,6 +331,12 @@ ZC_EXPORT int zc_shutdown(zc_ctx *ctx, zc_handle conn, int how)
 		return -EBADF;
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
+	/* As zc_send(). The kernel would record the shutdown of a socket
+	 * not yet connecting even while it returns ENOTCONN (the uring
+	 * engine connects later), or accept it (a connect under way): the
+	 * connection would end as soon as it starts, one way or not. */
+	if (s->flags & SF_CONNECTING)
+		return -ENOTCONN;
 	return ctx->ops->shutdown(ctx, s, how);
 }
 
@@ -340,7 +346,7 @@ static int close_sock(zc_ctx *ctx, struct zc_sock *s, bool abort)
 		return -EBADF;
 	if (s->flags & SF_ACCEPT_WAIT)
 		ctx->paused_listeners--;
-	if (s->flags & SF_TAKING)
+	if (s->flags & (SF_TAKING | SF_TAKEN_Q))
 		zc_take_abort(ctx, s);
 	ctx->ops->close(ctx, s, abort);
 	zc_sock_free(ctx, s);

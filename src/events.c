@@ -217,8 +217,12 @@ unsigned zc_deliver(zc_ctx *ctx, struct zc_event *evs, unsigned max)
 			drop(ctx, qe); /* its connection was closed */
 			continue;
 		}
+		if (qe->ev.type == ZC_EV_TAKEN)
+			zc_taken_delivered(ctx, s, &qe->ev);
 		evs[n] = qe->ev;
 		evs[n].user = s ? s->user : NULL;
+		if (!s) /* WRITTEN after zc_close(): the handle is no more */
+			evs[n].conn = 0;
 		if (qe->ev.type == ZC_EV_DATA) {
 			evs[n].pieces = &ctx->pieces[qe->piece_first];
 			count_delivery(ctx, s, qe);

@@ -29,6 +29,7 @@ enum zc_sock_kind { SK_FREE = 0, SK_LISTENER, SK_CONN };
 #define SF_ACCEPT_WAIT (1u << 5) /* listener: accepting paused (EMFILE...) */
 #define SF_TAKING      (1u << 6) /* zc_take() pending: no receiving into pieces */
 #define SF_PAUSED      (1u << 7) /* zc_pause(): no receiving into pieces */
+#define SF_TAKEN_Q     (1u << 8) /* its ZC_EV_TAKEN is queued, not yet delivered */
 
 /* A listener or a connection. Slots are reused; gen tells the uses apart. */
 struct zc_sock {
@@ -45,7 +46,8 @@ struct zc_sock {
 	socklen_t peer_len;
 	uint64_t retry_at_ms; /* SF_ACCEPT_WAIT: when to accept again */
 	uint32_t eng_bits;    /* the engine's own per-socket state */
-	zc_cookie take;       /* SF_TAKING: the cookie being filled */
+	zc_cookie take;       /* SF_TAKING: the cookie being filled; SF_TAKEN_Q:
+	                         the filled one, 0 if already gone */
 	int lowat;            /* SO_RCVLOWAT set for a take; 0: the default */
 	unsigned open_flags;  /* ZC_PAGE_ALIGNED... from zc_listen/zc_connect_ex */
 	struct ks_txzc *txzc; /* kernel engines: zero-copy sends in flight */
@@ -58,6 +60,7 @@ struct zc_ck {
 	enum zc_ck_state state;
 	uint32_t idx, gen;
 	bool orphan;     /* freed by the application while in flight */
+	bool unseen;     /* taken, its ZC_EV_TAKEN not yet delivered */
 	int pr, pw;      /* the pipe's read and write ends */
 	int cap;         /* the pipe's capacity in bytes, 0 if unknown */
 	uint64_t end;    /* take: stream offset it ends at */
@@ -235,8 +238,12 @@ void zc_cookies_fini(zc_ctx *ctx);
 /* Move what @s has readable into its take cookie. 1: wants more (wait
  * until readable), 0: the take ended (TAKEN emitted). */
 int zc_take_step(zc_ctx *ctx, struct zc_sock *s);
-/* A take ends with its connection: the cookie goes too. */
+/* A take ends with its connection: the cookie goes too, also one whose
+ * ZC_EV_TAKEN the application has not been given yet. */
 void zc_take_abort(zc_ctx *ctx, struct zc_sock *s);
+/* zc_wait() hands out the ZC_EV_TAKEN event @ev of @s: the cookie is the
+ * application's from now on, or goes if it was freed meanwhile. */
+void zc_taken_delivered(zc_ctx *ctx, struct zc_sock *s, struct zc_event *ev);
 /* An asynchronous write step of @ck moved @res bytes (or failed). True
  * if the engine should write again (ck->done, ck->len say what is left). */
 bool zc_write_progress(zc_ctx *ctx, struct zc_ck *ck, ssize_t res);

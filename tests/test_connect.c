@@ -200,6 +200,52 @@ static void test_connect_refused(void **state)
 	h_recv_fini(&r, true);
 }
 
+/*
+ * zc_shutdown() before CONNECTED is refused and changes nothing: the
+ * connection then receives as any other. It used to return -ENOTCONN
+ * (uring) or 0 (socket) and leave the read side shut either way, so the
+ * first receive ended the stream. Found by fuzz_api.
+ */
+static void test_shutdown_while_connecting(void **state)
+{
+	uint64_t deadline = h_deadline_ms(20000);
+	struct zc_event ev[8];
+	zc_handle l, c, a = 0;
+	bool connected = false, data = false;
+	char addr[32];
+	zc_ctx *ctx;
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", zc_local_port(ctx, l));
+	assert_int_equal(zc_connect(ctx, addr, &c), 0);
+	assert_int_equal(zc_shutdown(ctx, c, SHUT_RD), -ENOTCONN);
+	assert_int_equal(zc_shutdown(ctx, c, SHUT_RDWR), -ENOTCONN);
+	while (!data && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 8, 100);
+
+		for (int i = 0; i < n; i++) {
+			assert_true(ev[i].type != ZC_EV_EOF && ev[i].type != ZC_EV_ERROR);
+			if (ev[i].type == ZC_EV_ACCEPT)
+				a = ev[i].conn;
+			if (ev[i].type == ZC_EV_CONNECTED)
+				connected = true;
+			if (ev[i].type == ZC_EV_DATA) {
+				assert_int_equal(ev[i].conn, c);
+				assert_int_equal(ev[i].bytes, 5);
+				assert_int_equal(zc_release(ctx, &ev[i].pieces[0]), 0);
+				data = true;
+			}
+		}
+		if (a && connected) {
+			assert_int_equal(zc_send(ctx, a, "hello", 5), 5);
+			a = 0;
+		}
+	}
+	assert_true(data);
+	zc_ctx_destroy(ctx);
+}
+
 static zc_handle accepted_on;
 
 static void note_listener(struct h_recv *r, struct h_conn *c, const struct zc_event *ev)
@@ -277,6 +323,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_connect_to_own_listener_both_ways),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_shutdown_while_connecting),
 		cmocka_unit_test(test_two_listeners_accept_names_the_right_one),
 	};
 

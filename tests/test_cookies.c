@@ -516,6 +516,221 @@ static void test_pending_take(void **state)
 	zc_ctx_destroy(ctx);
 }
 
+/* Accept one connection from a plain peer that sends @len bytes of
+ * pattern and closes; receive until its EOF. Returns the connection. */
+static zc_handle ended_conn(zc_ctx *ctx, size_t len)
+{
+	struct h_sender snd = { .nconns = 1, .bytes = len, .seed = 17 };
+	uint64_t deadline = h_deadline_ms(20000);
+	struct zc_event ev[8];
+	zc_handle l, conn = 0;
+	bool eof = false;
+
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	snd.port = (uint16_t)zc_local_port(ctx, l);
+	assert_int_equal(h_sender_start(&snd), 0);
+	assert_int_equal(h_sender_join(&snd), 0);
+	while (!eof && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 8, 100);
+
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type == ZC_EV_ACCEPT)
+				conn = ev[i].conn;
+			for (unsigned j = 0; ev[i].type == ZC_EV_DATA && j < ev[i].npieces; j++)
+				assert_int_equal(zc_release(ctx, &ev[i].pieces[j]), 0);
+			eof |= ev[i].type == ZC_EV_EOF;
+		}
+	}
+	assert_true(eof);
+	assert_int_equal(zc_close(ctx, l), 0);
+	return conn;
+}
+
+/*
+ * A take is pending until zc_wait() returns its ZC_EV_TAKEN, even when it
+ * ended at once (after the end of the stream, inside zc_take()): the
+ * cookie is busy, a second take is refused, a free meanwhile leaves the
+ * event naming no cookie, and closing the connection frees the cookie.
+ * Found by fuzz_api: these used to depend on how far the engine had got.
+ */
+static void test_take_pending_until_event(void **state)
+{
+	struct zc_event ev[4];
+	struct zc_stats st;
+	zc_handle conn;
+	zc_cookie c, c2;
+	zc_ctx *ctx;
+	char b[4];
+	int n;
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	conn = ended_conn(ctx, 1000);
+	assert_int_equal(zc_take(ctx, conn, 100, &c), 0);
+	assert_int_equal(zc_take(ctx, conn, 100, &c2), -EBUSY);
+	assert_int_equal(zc_cookie_peek(ctx, c, b, 4), -EBUSY);
+	assert_int_equal(zc_cookie_write(ctx, c, 1, -1, 0), -EBUSY);
+	assert_int_equal(zc_cookie_free(ctx, c), 0);
+	assert_int_equal(zc_cookie_free(ctx, c), -EBADF);
+	n = h_wait(ctx, ev, 4, 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ev[0].type, ZC_EV_TAKEN);
+	assert_int_equal(ev[0].cookie, 0); /* freed: named by no event */
+	assert_int_equal(ev[0].bytes, 0);
+	assert_int_equal(zc_ctx_stats(ctx, &st), 0);
+	assert_int_equal(st.cookies_alive, 0);
+
+	/* Once the event is out, the next take may start; an empty cookie
+	 * is written at once. */
+	assert_int_equal(zc_take(ctx, conn, 100, &c), 0);
+	assert_int_equal(h_wait(ctx, ev, 4, 0), 1);
+	assert_int_equal(ev[0].cookie, c);
+	assert_int_equal(zc_cookie_peek(ctx, c, b, 4), 0);
+	assert_int_equal(zc_cookie_write(ctx, c, 1, -1, 0), 0);
+
+	/* Closed before the event: the cookie goes with the connection. */
+	assert_int_equal(zc_take(ctx, conn, 100, &c), 0);
+	assert_int_equal(zc_close(ctx, conn), 0);
+	assert_int_equal(zc_cookie_free(ctx, c), -EBADF);
+	assert_int_equal(zc_ctx_stats(ctx, &st), 0);
+	assert_int_equal(st.cookies_alive, 0);
+	while ((n = h_wait(ctx, ev, 4, 0)) > 0)
+		for (int i = 0; i < n; i++)
+			assert_int_equal(ev[i].type, ZC_EV_WRITTEN);
+	zc_ctx_destroy(ctx);
+}
+
+/* An empty cookie of a connection whose stream has ended. */
+static zc_cookie empty_cookie(zc_ctx *ctx, zc_handle *conn)
+{
+	struct zc_event ev[4];
+	zc_cookie c;
+
+	*conn = ended_conn(ctx, 10);
+	assert_int_equal(zc_take(ctx, *conn, 100, &c), 0);
+	assert_int_equal(h_wait(ctx, ev, 4, 0), 1);
+	assert_int_equal(ev[0].type, ZC_EV_TAKEN);
+	assert_int_equal(ev[0].cookie, c);
+	return c;
+}
+
+/*
+ * ZC_WRITE_DSYNC to a pipe is refused before anything is written (it used
+ * to move the bytes, then fail the fdatasync() with -EINVAL), and to a
+ * file it works. Found by fuzz_api.
+ */
+static void test_dsync_needs_a_file(void **state)
+{
+	struct zc_event ev[4];
+	zc_handle conn;
+	zc_cookie c;
+	zc_ctx *ctx;
+	int p[2], fd = temp_file();
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	c = empty_cookie(ctx, &conn);
+	assert_int_equal(zc_cookie_write(ctx, c, p[1], -1, ZC_WRITE_DSYNC), -EINVAL);
+	assert_int_equal(zc_cookie_write(ctx, c, fd, 0, ZC_WRITE_DSYNC), 0);
+	assert_int_equal(h_wait(ctx, ev, 4, 1000), 1);
+	assert_int_equal(ev[0].type, ZC_EV_WRITTEN);
+	assert_int_equal(ev[0].res, 0);
+	zc_ctx_destroy(ctx);
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+}
+
+/* A WRITTEN event that comes after zc_close() names no connection: the
+ * closed handle is named by no event. Found by fuzz_api. */
+static void test_written_after_close(void **state)
+{
+	struct zc_event ev[4];
+	zc_handle conn;
+	zc_cookie c;
+	zc_ctx *ctx;
+	int fd = temp_file();
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	c = empty_cookie(ctx, &conn);
+	assert_int_equal(zc_cookie_write(ctx, c, fd, 0, 0), 0);
+	assert_int_equal(zc_close(ctx, conn), 0);
+	assert_int_equal(h_wait(ctx, ev, 4, 1000), 1);
+	assert_int_equal(ev[0].type, ZC_EV_WRITTEN);
+	assert_int_equal(ev[0].cookie, c);
+	assert_int_equal(ev[0].conn, 0);
+	zc_ctx_destroy(ctx);
+	close(fd);
+}
+
+/*
+ * A take that fails after it has moved bytes (the peer resets) reports no
+ * bytes, and the offsets go on from what the application was given: a
+ * take after the end names that offset. The failed take's bytes used to
+ * move the stream offset on unseen, and count as taken. Found by fuzz_api.
+ */
+static void test_failed_take_keeps_offsets(void **state)
+{
+	static char buf[16385];
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	uint64_t deadline = h_deadline_ms(20000), seen = 0, taken = 0;
+	struct zc_event ev[8];
+	struct zc_stats st;
+	zc_handle l, conn = 0;
+	bool ended = false;
+	zc_cookie c;
+	zc_ctx *ctx;
+	int peer;
+
+	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
+	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	peer = h_peer_connect(AF_INET, (uint16_t)zc_local_port(ctx, l));
+	assert_true(peer >= 0);
+	while (!conn && !h_expired(deadline)) {
+		int n = h_wait(ctx, ev, 8, 100);
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == ZC_EV_ACCEPT)
+				conn = ev[i].conn;
+	}
+	assert_int_equal(zc_take(ctx, conn, 65536, &c), 0);
+	assert_int_equal(write(peer, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	for (int round = 0; !ended && round < 1000 && !h_expired(deadline); round++) {
+		int n = h_wait(ctx, ev, 8, 20);
+
+		if (round == 5) { /* the take has the bytes by now: reset */
+			setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			close(peer);
+		}
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type == ZC_EV_DATA) { /* a receive in flight */
+				assert_int_equal(ev[i].offset, seen);
+				seen += ev[i].bytes;
+				for (unsigned j = 0; j < ev[i].npieces; j++)
+					zc_release(ctx, &ev[i].pieces[j]);
+			} else if (ev[i].type == ZC_EV_TAKEN) {
+				assert_int_equal(ev[i].offset, seen);
+				if (ev[i].res < 0)
+					assert_int_equal(ev[i].bytes, 0);
+				else
+					zc_cookie_free(ctx, ev[i].cookie);
+				seen += ev[i].bytes;
+				taken += ev[i].bytes;
+			} else {
+				ended |= ev[i].type == ZC_EV_ERROR || ev[i].type == ZC_EV_EOF;
+			}
+		}
+	}
+	assert_true(ended);
+	assert_int_equal(zc_take(ctx, conn, 10, &c), 0);
+	assert_int_equal(h_wait(ctx, ev, 8, 0), 1);
+	assert_int_equal(ev[0].type, ZC_EV_TAKEN);
+	assert_int_equal(ev[0].offset, seen);
+	assert_int_equal(ev[0].bytes, 0);
+	assert_int_equal(zc_conn_stats(ctx, conn, &st), 0);
+	assert_int_equal(st.bytes_taken, taken);
+	zc_cookie_free(ctx, c);
+	zc_ctx_destroy(ctx);
+}
+
 /* Events of @conn for up to @ms: DATA bytes are checked against the
  * stream's offset @*off and counted; a TAKEN event's cookie is freed. */
 static uint64_t drain_for(zc_ctx *ctx, uint64_t *off, int ms, bool *eof)
@@ -610,6 +825,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_back_to_back_takes),
 		cmocka_unit_test(test_bad_calls),
 		cmocka_unit_test(test_pending_take),
+		cmocka_unit_test(test_take_pending_until_event),
+		cmocka_unit_test(test_dsync_needs_a_file),
+		cmocka_unit_test(test_written_after_close),
+		cmocka_unit_test(test_failed_take_keeps_offsets),
 		cmocka_unit_test(test_pause),
 	};
 
