@@ -1,5 +1,5 @@
 /*
- * test_starvation.c - 1,000 connections at once share a pool of eight
+ * test_starvation.c - 2,000 connections at once share a pool of eight
  * 16 KiB pieces, and the consumer holds every piece for about a
  * millisecond: the pool is dry nearly all the time, and connections wait
  * their turn. Every connection must get its whole stream, verified (none
@@ -24,7 +24,7 @@
 
 #include "harness.h"
 
-#define NCONNS     1000
+#define NCONNS     2000
 #define CONN_BYTES (128 * KiB)
 #define PIECE      (16 * KiB)
 #define NPIECES    8
@@ -100,7 +100,7 @@ static void tick(struct h_recv *r, int nevents)
 	}
 }
 
-static void test_1000_connections_share_a_dry_pool(void **state)
+static void test_2000_connections_share_a_dry_pool(void **state)
 {
 	struct h_sender s = { .nconns = NCONNS, .bytes = CONN_BYTES,
 			      .chunk = 32 * KiB };
@@ -173,7 +173,7 @@ static void test_1000_connections_share_a_dry_pool(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_1000_connections_share_a_dry_pool),
+		cmocka_unit_test(test_2000_connections_share_a_dry_pool),
 	};
 
 	engine = h_setup(argc, argv, true, 170);
