@@ -22,7 +22,8 @@
  *    destroying the context leaves no descriptor behind.
  *
  * The engine configuration is ZCNET_FUZZ_ENGINE: uring (default),
- * uring-nobundle, uring-oneshot, uring-batch, socket or mmap. With
+ * uring-nobundle, uring-oneshot, uring-nobatch, socket or mmap (see
+ * tests/engine_config.h). With
  * ZCNET_FUZZ_TRACE=1 each operation and event is printed (to read a
  * crash: `fuzz_api CRASH-FILE`). Inputs that once found a bug are kept in
  * corpus-api/ as regress-*, and replayed by the test suite.
@@ -47,6 +48,7 @@
 #include <unistd.h>
 
 #include "zcnet.h"
+#include "engine_config.h"
 
 #define MAX_ENDS 12
 #define MAX_LISTENERS 8
@@ -235,31 +237,6 @@ static int count_fds(void)
 
 /* --- set-up, once --- */
 
-static int engine_config(const char *name, struct zc_config *cfg)
-{
-	cfg->flags = 0;
-	cfg->batch_usec = 0;
-	if (!strcmp(name, "uring")) {
-		cfg->engine = ZC_ENGINE_URING;
-	} else if (!strcmp(name, "uring-nobundle")) {
-		cfg->engine = ZC_ENGINE_URING;
-		cfg->flags = ZC_CFG_NO_BUNDLE;
-	} else if (!strcmp(name, "uring-oneshot")) {
-		cfg->engine = ZC_ENGINE_URING;
-		cfg->flags = ZC_CFG_NO_MULTISHOT;
-	} else if (!strcmp(name, "uring-batch")) {
-		cfg->engine = ZC_ENGINE_URING;
-		cfg->batch_usec = 200;
-	} else if (!strcmp(name, "socket")) {
-		cfg->engine = ZC_ENGINE_SOCKET;
-	} else if (!strcmp(name, "mmap")) {
-		cfg->engine = ZC_ENGINE_MMAP;
-	} else {
-		return -1;
-	}
-	return 0;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
@@ -271,7 +248,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (e && *e)
 		engine_name = e;
 	tracing = getenv("ZCNET_FUZZ_TRACE") != NULL;
-	if (engine_config(engine_name, &cfg))
+	if (zc_test_engine_config(engine_name, &cfg))
 		FAIL("ZCNET_FUZZ_ENGINE=%s: not an engine configuration", engine_name);
 	signal(SIGPIPE, SIG_IGN);
 	for (size_t i = 0; i < sizeof(pat); i++) {
@@ -1434,7 +1411,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r->n = size;
 	fds = count_fds();
 	zc_config_init(&cfg);
-	engine_config(engine_name, &cfg);
+	zc_test_engine_config(engine_name, &cfg);
 	cfg.piece_size = piece[byte(r) % 4];
 	cfg.pool_size = cfg.piece_size * (4 + byte(r) % 61);
 	cfg.map_size = 1u << 20;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "engine_config.h"
 
 /* ------------------------------------------------------------------ */
 /* Set-up, time, randomness                                            */
@@ -48,29 +49,7 @@ const char *h_setup(int argc, char **argv, bool need_engine, unsigned alarm_s)
 
 int h_engine_config(const char *name, struct zc_config *cfg)
 {
-	if (!strcmp(name, "uring")) {
-		cfg->engine = ZC_ENGINE_URING;
-		cfg->flags = 0;
-	} else if (!strcmp(name, "uring-nobundle")) {
-		cfg->engine = ZC_ENGINE_URING;
-		cfg->flags = ZC_CFG_NO_BUNDLE;
-	} else if (!strcmp(name, "uring-oneshot")) {
-		cfg->engine = ZC_ENGINE_URING;
-		cfg->flags = ZC_CFG_NO_MULTISHOT;
-	} else if (!strcmp(name, "uring-nobatch")) {
-		cfg->engine = ZC_ENGINE_URING;
-		cfg->flags = 0;
-		cfg->batch_usec = 0; /* every wait ends at its first completion */
-	} else if (!strcmp(name, "socket")) {
-		cfg->engine = ZC_ENGINE_SOCKET;
-		cfg->flags = 0;
-	} else if (!strcmp(name, "mmap")) {
-		cfg->engine = ZC_ENGINE_MMAP;
-		cfg->flags = 0;
-	} else {
-		return -1;
-	}
-	return 0;
+	return zc_test_engine_config(name, cfg);
 }
 
 bool h_has_feature(const zc_ctx *ctx, const char *feature)

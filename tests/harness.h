@@ -45,9 +45,9 @@ const char *h_setup(int argc, char **argv, bool need_engine, unsigned alarm_s);
 extern const char *const h_engines[];
 
 /*
- * Fill @cfg for engine configuration @name ("uring", "uring-nobundle",
- * "uring-oneshot", "socket"): sets engine and flags, keeps the other
- * fields. Returns 0, or -1 for an unknown name.
+ * Fill @cfg for engine configuration @name (one of h_engines): sets engine,
+ * flags and batch_usec, keeps the other fields (tests/engine_config.h).
+ * Returns 0, or -1 for an unknown name.
  */
 int h_engine_config(const char *name, struct zc_config *cfg);
 
