@@ -45,6 +45,7 @@
 #define PROBE_BYTES (8ull << 20)  /* judge a connection over this much */
 #define MIN_MAPPED_PCT 90         /* ... and fall back below this */
 #define GEN_MAX 0x7fffffffu       /* tags keep bit 63 clear */
+#define ZAP_MAX ((2u << 20) - 4096) /* bytes one madvise() unmaps: see zap() */
 
 enum { SLOT_CLEAN = 0, SLOT_DIRTY, SLOT_HELD };
 
@@ -111,6 +112,27 @@ static struct mm_conn *conn_of(zc_ctx *ctx, struct zc_sock *s, bool fresh)
 
 /* --- the mapping area --- */
 
+/*
+ * Unmap [@p, @p + @len). Since Linux 6.14 (PT_RECLAIM) a madvise() that
+ * empties the whole range of a page table (2 MiB, aligned, on x86-64)
+ * also frees the table, and the next receive there must allocate and
+ * install it again: that cost a fifth of this engine's CPU (receiver CPU
+ * per GB 0.30 -> 0.24 without it, 2-vCPU VM). A call spanning less than
+ * 2 MiB never empties a whole table, and none here spans more.
+ */
+static void zap(char *p, size_t len)
+{
+	const size_t max = ZAP_MAX;
+
+	while (len) {
+		size_t n = len < max ? len : max;
+
+		madvise(p, n, MADV_DONTNEED);
+		p += n;
+		len -= n;
+	}
+}
+
 /* Unmap every released slot, one madvise() per run of them. */
 static void zap_dirty(struct mm_engine *e)
 {
@@ -127,7 +149,7 @@ static void zap_dirty(struct mm_engine *e)
 			e->slots[j++].state = SLOT_CLEAN;
 			e->ndirty--;
 		}
-		madvise(slot_addr(e, i), (size_t)(j - i) * e->slot_size, MADV_DONTNEED);
+		zap(slot_addr(e, i), (size_t)(j - i) * e->slot_size);
 		i = j;
 	}
 }
