@@ -306,6 +306,7 @@ ZC_EXPORT ssize_t zc_send(zc_ctx *ctx, zc_handle conn, const void *buf, size_t l
 		return -EINVAL;
 	if (s->flags & SF_CONNECTING)
 		return -ENOTCONN;
+	ctx->gather.replied = true;
 	return ctx->ops->send(ctx, s, buf, len);
 }
 
@@ -320,6 +321,7 @@ ZC_EXPORT ssize_t zc_send_zerocopy(zc_ctx *ctx, zc_handle conn, const void *buf,
 		return -EINVAL;
 	if (s->flags & SF_CONNECTING)
 		return -ENOTCONN;
+	ctx->gather.replied = true;
 	return ctx->ops->send_zc(ctx, s, buf, len, tag);
 }
 

@@ -315,7 +315,7 @@ static int mm_init(zc_ctx *ctx)
 	err = map_area(e);
 	if (err)
 		goto fail;
-	snprintf(ctx->features, sizeof(ctx->features), "epoll tcp_zerocopy_receive");
+	set_features(ctx);
 	return 0;
 fail:
 	mm_fini(ctx);
@@ -482,8 +482,9 @@ static void set_features(zc_ctx *ctx)
 	struct mm_engine *e = E(ctx);
 
 	snprintf(ctx->features, sizeof(ctx->features),
-		 "epoll tcp_zerocopy_receive slot_kb=%zu slots=%u fallbacks=%llu",
-		 e->slot_size >> 10, e->nslots, (unsigned long long)e->fallbacks);
+		 "epoll tcp_zerocopy_receive%s slot_kb=%zu slots=%u fallbacks=%llu",
+		 ctx->batch_usec ? " gather" : "", e->slot_size >> 10, e->nslots,
+		 (unsigned long long)e->fallbacks);
 }
 
 const struct zc_engine_ops zc_engine_mmap = {

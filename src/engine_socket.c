@@ -93,7 +93,7 @@ static int sk_init(zc_ctx *ctx)
 		return err;
 	}
 	ctx->eng = e;
-	strcpy(ctx->features, "epoll readv");
+	strcpy(ctx->features, ctx->batch_usec ? "epoll readv gather" : "epoll readv");
 	return 0;
 }
 

@@ -35,20 +35,6 @@
 #define CQ_ENTRIES 8192
 #define BGID 0
 #define WAIT_BATCH 64 /* completions a batched wait asks for */
-/*
- * When to gather completions (see wait_batched and batch_decide): after a
- * run that brought at least BULK_BYTES of payload; and not for a while
- * after a gathering wait that brought less than BULK_KEEP, which is what
- * request/response traffic looks like (the request came in at once and
- * nothing followed). Nor after the application sent anything between two
- * runs: a reply means the peer is likely waiting for it before it sends
- * more, and gathering would only delay the next request. The pause starts at COOL_MIN runs and doubles, up to
- * COOL_MAX, each time gathering disappoints again.
- */
-#define BULK_BYTES (64u << 10)
-#define BULK_KEEP (256u << 10)
-#define COOL_MIN 16u
-#define COOL_MAX 4096u
 /* Connections are non-blocking: io_uring does not care, and a take's
  * splice() from the socket must never put the thread to sleep. */
 #define ACCEPT_FLAGS (SOCK_CLOEXEC | SOCK_NONBLOCK)
@@ -79,12 +65,6 @@ struct ur_engine {
 	uint32_t nlater, caplater;
 	unsigned batch;       /* completions a wait asks for (min_wait) */
 	unsigned min_wait_us; /* ... but no longer than this once one is in */
-	size_t run_bytes;     /* payload the current run has brought */
-	bool bulk;            /* the next wait gathers completions */
-	bool gathered;        /* the current run's wait did */
-	bool replied;         /* the application sent since the last run */
-	unsigned cool;        /* runs left before gathering may start again */
-	unsigned cool_next;   /* the next pause, COOL_MIN..COOL_MAX */
 };
 
 static struct ur_engine *E(zc_ctx *ctx)
@@ -129,7 +109,7 @@ static void set_features(zc_ctx *ctx)
 		 e->bundle ? " bundle" : "",
 		 e->multishot_accept ? " multishot_accept" : "",
 		 e->defer_taskrun ? " defer_taskrun" : "",
-		 e->batch ? " min_wait" : "");
+		 e->batch ? " min_wait gather" : "");
 }
 
 /* Lend piece @idx to the kernel: append it to the buffer ring. */
@@ -271,7 +251,6 @@ static int ur_init(zc_ctx *ctx)
 	    (e->ring.features & IORING_FEAT_MIN_TIMEOUT)) {
 		e->batch = WAIT_BATCH;
 		e->min_wait_us = ctx->batch_usec;
-		e->cool_next = COOL_MIN;
 	}
 	set_features(ctx);
 	return 0;
@@ -382,7 +361,6 @@ static ssize_t ur_send(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_t l
 {
 	ssize_t n = ks_send(ctx, s, buf, len);
 
-	E(ctx)->replied = true;
 	if (s->flags & SF_WANT_WRITE)
 		arm_pollout(ctx, s);
 	return n;
@@ -393,7 +371,6 @@ static ssize_t ur_send_zc(zc_ctx *ctx, struct zc_sock *s, const void *buf, size_
 {
 	ssize_t n = ks_send_zc(ctx, s, buf, len, tag);
 
-	E(ctx)->replied = true;
 	if (s->flags & SF_WANT_WRITE)
 		arm_pollout(ctx, s);
 	return n;
@@ -572,7 +549,6 @@ static void on_recv(zc_ctx *ctx, uint64_t ud, int res, uint32_t flags)
 			return;
 	}
 	if (res > 0) {
-		E(ctx)->run_bytes += (size_t)res;
 		if (zc_emit_data(ctx, s, E(ctx)->fills, n))
 			put_back(ctx, n);
 	} else if (res == 0) {
@@ -816,13 +792,9 @@ static int submit_and_wait(zc_ctx *ctx, struct ur_engine *e, int timeout_ms)
 	struct __kernel_timespec ts;
 	int ret;
 
-	e->gathered = false;
-	if (timeout_ms != 0 && e->batch > 1 && e->bulk && !e->replied &&
-	    !io_uring_cq_ready(&e->ring)) {
+	if (zc_gather_begin(&ctx->gather, timeout_ms != 0 && e->batch > 1 &&
+			    !io_uring_cq_ready(&e->ring), &ctx->st.waits_gathered))
 		ret = wait_batched(e, timeout_ms);
-		e->gathered = true;
-		ctx->st.waits_gathered++;
-	}
 	else if (timeout_ms == 0)
 		ret = io_uring_submit_and_get_events(&e->ring);
 	else if (timeout_ms < 0)
@@ -835,22 +807,6 @@ static int submit_and_wait(zc_ctx *ctx, struct ur_engine *e, int timeout_ms)
 	if (ret == -ETIME || ret == -EBUSY || ret >= 0)
 		return 0;
 	return ret;
-}
-
-/* Whether the next wait gathers completions; see BULK_BYTES. */
-static void batch_decide(struct ur_engine *e)
-{
-	if (e->gathered && e->run_bytes < BULK_KEEP) {
-		e->cool = e->cool_next;
-		e->cool_next = e->cool_next * 2 < COOL_MAX ? e->cool_next * 2 : COOL_MAX;
-	} else if (e->gathered) {
-		e->cool_next = COOL_MIN;
-	}
-	if (e->cool)
-		e->cool--;
-	e->bulk = !e->cool && e->run_bytes >= BULK_BYTES;
-	e->run_bytes = 0;
-	e->replied = false;
 }
 
 static int ur_run(zc_ctx *ctx, int timeout_ms)
@@ -874,7 +830,7 @@ static int ur_run(zc_ctx *ctx, int timeout_ms)
 	}
 	io_uring_cq_advance(&e->ring, seen);
 	ks_zc_poll(ctx, 0);
-	batch_decide(e);
+	zc_gather_end(&ctx->gather);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "epoll_loop.h"
@@ -195,12 +196,34 @@ static void on_conn_event(zc_ctx *ctx, struct zc_sock *s, uint32_t ev)
 	ep_update(ctx, s);
 }
 
+/*
+ * Gather (see gather.h): let bulk data pile up in the sockets for
+ * batch_usec before asking epoll, so that one wake-up and one receive
+ * call take what would otherwise have cost several; on machines where a
+ * context switch is dear that is much of the receive cost. Level-
+ * triggered epoll makes no wake-up of its own for what piled up.
+ */
+static void gather_sleep(zc_ctx *ctx, int timeout_ms)
+{
+	unsigned us = ctx->batch_usec;
+	struct timespec ts;
+
+	if (timeout_ms > 0 && us > (unsigned)timeout_ms * 1000u)
+		us = (unsigned)timeout_ms * 1000u;
+	ts.tv_sec = us / 1000000u;
+	ts.tv_nsec = (long)(us % 1000000u) * 1000;
+	nanosleep(&ts, NULL); /* a signal may end it early: no harm */
+}
+
 int ep_run(zc_ctx *ctx, int timeout_ms)
 {
 	struct epoll_event evs[MAX_EVENTS];
 	int n;
 
 	timeout_ms = ks_zc_poll(ctx, timeout_ms);
+	if (zc_gather_begin(&ctx->gather, timeout_ms != 0 && ctx->batch_usec,
+			    &ctx->st.waits_gathered))
+		gather_sleep(ctx, timeout_ms);
 	n = epoll_wait(E(ctx)->epfd, evs, MAX_EVENTS, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? -EINTR : -errno;
@@ -215,6 +238,7 @@ int ep_run(zc_ctx *ctx, int timeout_ms)
 			on_conn_event(ctx, s, evs[i].events);
 	}
 	ks_zc_poll(ctx, 0); /* completions that came meanwhile (EPOLLERR) */
+	zc_gather_end(&ctx->gather);
 	if (E(ctx)->after_run)
 		E(ctx)->after_run(ctx);
 	return 0;

@@ -97,6 +97,7 @@ int zc_emit_data_flags(zc_ctx *ctx, struct zc_sock *s, const struct zc_fill *f,
 		bytes += f[i].len;
 	}
 	data_done(qe, s, bytes);
+	ctx->gather.run_bytes += bytes;
 	return 0;
 }
 
@@ -122,6 +123,7 @@ int zc_emit_foreign(zc_ctx *ctx, struct zc_sock *s, const struct zc_xfill *x,
 		bytes += x[i].len;
 	}
 	data_done(qe, s, bytes);
+	ctx->gather.run_bytes += bytes;
 	return 0;
 }
 

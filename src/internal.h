@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "zcnet.h"
+#include "gather.h"
 #include "pool.h"
 
 #define ZC_EXPORT __attribute__((visibility("default")))
@@ -189,6 +190,7 @@ struct zc_ctx {
 	struct zc_cookies ck;
 
 	struct zc_stats st;
+	struct zc_gather gather; /* whether the next wait gathers */
 	uint32_t txzc_socks;    /* sockets with zero-copy sends in flight */
 };
 

@@ -1,9 +1,9 @@
 /*
- * test_batching.c - when the uring engine's waits gather completions
+ * test_batching.c - when an engine's waits gather data
  * (zc_config.batch_usec, counted in zc_stats.waits_gathered), checked on
  * counts, never on time:
- *  - a bulk stream gathers, wherever the engine shows "min_wait", and
- *    never elsewhere (other engines, batch_usec 0);
+ *  - a bulk stream gathers, wherever the engine shows "gather", and
+ *    never elsewhere (batch_usec 0, a kernel without min_wait);
  *  - request/response traffic (100 KB requests, each answered with
  *    zc_send()) does not: a reply means the peer waits for it;
  *  - bursts of 100 KB with pauses between them, unanswered, gather only
@@ -133,14 +133,14 @@ static void test_bulk_stream_gathers(void **state)
 {
 	struct h_sender s = { .bytes = BULK_BYTES, .seed = 4242 };
 	zc_ctx *ctx = listening(&s.port);
-	bool can = h_has_feature(ctx, "min_wait");
+	bool can = h_has_feature(ctx, "gather");
 	uint64_t gathered;
 
 	(void)state;
 	assert_int_equal(h_sender_start(&s), 0);
 	gathered = serve(ctx, false);
 	assert_int_equal(h_sender_join(&s), 0);
-	printf("# %s: min_wait %s, %" PRIu64 " waits gathered on a %llu MiB stream\n",
+	printf("# %s: gather %s, %" PRIu64 " waits gathered on a %llu MiB stream\n",
 	       engine, can ? "on" : "off", gathered, BULK_BYTES / MiB);
 	if (can)
 		assert_true(gathered > 0);
@@ -163,7 +163,11 @@ static uint64_t exchanges(bool replies)
 	return gathered;
 }
 
-/* Each request is answered: gathering would delay the next one. */
+/* Each request is answered: gathering would delay the next one. A
+ * 100 KB request may still come in two runs, the first of them bulk; the
+ * pause after each such disappointment doubles, so over the ~600 runs of
+ * the test gathering happens about log2(600 / 16) + 1 = 6 times; 10
+ * leaves room for a slow machine's extra runs. */
 static void test_request_response_does_not_gather(void **state)
 {
 	uint64_t gathered = exchanges(true);
@@ -171,7 +175,7 @@ static void test_request_response_does_not_gather(void **state)
 	(void)state;
 	printf("# %s: %" PRIu64 " waits gathered in %d exchanges\n", engine,
 	       gathered, EXCHANGES);
-	assert_true(gathered <= EXCHANGES / 50);
+	assert_true(gathered <= EXCHANGES / 30);
 }
 
 /* Unanswered bursts: a gathering wait that brings one burst and nothing
