@@ -15,7 +15,9 @@
 #    cleanly.
 #
 # usage: ingest.sh PATH/TO/zcnet ENGINE
-# $ZC_INGEST_BIG_MB sets the size of the large upload (default 256).
+# $ZC_INGEST_BIG_MB sets the size of the large upload in MiB (default
+# 256; it is that plus 7 bytes, so 2048 or more crosses 2^31). It shrinks,
+# saying so, when the filesystem of $TMPDIR cannot hold three copies.
 set -uo pipefail
 
 zcnet=${1:?usage: ingest.sh PATH/TO/zcnet ENGINE}
@@ -24,6 +26,7 @@ big_mb=${ZC_INGEST_BIG_MB:-256}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/zcnet-ingest.XXXXXX")
 pids=()
 mounts=()
+shm=
 failures=0
 srv_pid=
 port=
@@ -37,7 +40,7 @@ cleanup() {
 	for m in "${mounts[@]}"; do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
-	rm -rf "$tmp"
+	rm -rf "$tmp" ${shm:+"$shm"}
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -51,6 +54,15 @@ show() { # show FILE: its last lines, indented, for a failure report
 	sed 's/^/    | /' "$1" 2>/dev/null | tail -n 20
 }
 sha() { sha256sum <"$1" | cut -d' ' -f1; }
+# sha_src FILE: sha FILE, from sums[] for the source files (hashed once)
+declare -A sums
+sha_src() {
+	if [ -n "${sums[$1]:-}" ]; then
+		printf '%s\n' "${sums[$1]}"
+	else
+		sha "$1"
+	fi
+}
 
 # leftovers DIR: the temporary files in DIR, if any
 leftovers() {
@@ -133,7 +145,7 @@ check_put() {
 		show "$tmp/put.err"
 		return 1
 	fi
-	if [ "$(sha "$file")" != "$(sha "$dir/$name" 2>/dev/null)" ]; then
+	if [ "$(sha_src "$file")" != "$(sha "$dir/$name" 2>/dev/null)" ]; then
 		fail "PUT $name: $dir/$name differs from what was sent"
 		return 1
 	fi
@@ -182,8 +194,27 @@ mkdir -p "$tmp/src"
 for s in "${sizes[@]}"; do
 	head -c "$s" /dev/urandom >"$tmp/src/f$s"
 done
-head -c $((big_mb * 1024 * 1024 - 7)) /dev/urandom >"$tmp/src/big"
+# free_mb DIR: MiB free in DIR's filesystem
+free_mb() { echo $(($(df -Pk "$1" | awk 'NR == 2 { print $4 }') / 1024)); }
+# The large source goes to /dev/shm when it fits there: on the disk it
+# would still be being written back while the uploads land, halving them.
+big=$tmp/src/big
+copies=3 # the source, one landed copy and one read back
+if [ -d /dev/shm ] && (($(free_mb /dev/shm) > big_mb + 1024)) &&
+	shm=$(mktemp -d /dev/shm/zcnet-ingest.XXXXXX); then
+	big=$shm/big
+	copies=2
+fi
+if (($(free_mb "$tmp") < copies * big_mb + 1024)); then
+	say "only $(free_mb "$tmp") MiB free in $tmp: the large upload shrinks from $big_mb MiB"
+	big_mb=$((($(free_mb "$tmp") - 1024) / copies))
+	((big_mb >= 16)) || big_mb=16
+fi
+head -c $((big_mb * 1024 * 1024 + 7)) /dev/urandom >"$big"
 head -c $((1024 * 1024)) /dev/urandom >"$tmp/src/one-mib"
+for f in "$tmp"/src/* "$big"; do
+	[ -n "${sums[$f]:-}" ] || sums[$f]=$(sha "$f")
+done
 
 # ---------------------------------------------------------------------
 # uploads of every size, plain, --direct and --fsync; GET them back
@@ -199,7 +230,7 @@ for mode in plain direct fsync; do
 		check_put "$tmp/src/f$s" "f$s" "$dir" && ok=$((ok + 1))
 	done
 	t0=$(date +%s%N)
-	check_put "$tmp/src/big" big.bin "$dir" && ok=$((ok + 1))
+	check_put "$big" big.bin "$dir" && ok=$((ok + 1))
 	t1=$(date +%s%N)
 	say "$mode: $ok of $((${#sizes[@]} + 1)) uploads identical; $big_mb MiB in $(((t1 - t0) / 1000000)) ms"
 	grep -m1 'stored big.bin' "$srv_log" | sed 's/^/# /'
@@ -207,7 +238,7 @@ for mode in plain direct fsync; do
 		for s in "${sizes[@]}"; do
 			check_get "$tmp/src/f$s" "f$s"
 		done
-		check_get "$tmp/src/big" big.bin
+		check_get "$big" big.bin
 		# HEAD: the length, no body
 		h=$(timeout 10 curl -sSI "$url/f4097" | tr -d '\r' | sed -n 's/^Content-Length: //p')
 		[ "$h" = 4097 ] || fail "HEAD f4097: Content-Length '$h'"
@@ -221,6 +252,7 @@ for mode in plain direct fsync; do
 		# a file replaced by a new upload
 		check_put "$tmp/src/f1" f4097 "$dir"
 	fi
+	rm -f "$dir/big.bin" "$tmp/get.out" # room for the next mode's
 	stop_ingest "$mode" "$dir"
 done
 
