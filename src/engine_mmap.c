@@ -31,14 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/uio.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
 #include "epoll_loop.h"
 #include "tcp_compat.h"
 
-#define RX_BATCH 16          /* pool pieces offered to one readv() */
 #define RX_ROUNDS 8          /* receive calls per connection per wake-up */
 #define MAP_CALL_MAX (2u << 20)   /* bytes one TCP_ZEROCOPY_RECEIVE may map */
 #define SLOT_MAX (1u << 20)
@@ -322,56 +320,13 @@ fail:
 	return err;
 }
 
-/* --- sockets --- */
-
 /* --- receiving --- */
-
-static void put_unused(zc_ctx *ctx, struct zc_fill *f, unsigned from, unsigned n)
-{
-	while (n-- > from)
-		zc_pool_put(&ctx->pool, f[n].idx);
-}
-
-/*
- * One readv() of at most @limit bytes into pool pieces, delivered as
- * copied. >0: bytes, 0: EOF, <0: -errno (-ENOBUFS: no free piece).
- */
-static ssize_t copy_some(zc_ctx *ctx, struct zc_sock *s, size_t limit)
-{
-	struct zc_fill f[RX_BATCH];
-	struct iovec iov[RX_BATCH];
-	size_t psz = ctx->pool.piece_size, want = 0;
-	unsigned n = 0, used = 0;
-	ssize_t got, left;
-
-	while (n < RX_BATCH && want < limit && zc_pool_get(&ctx->pool, &f[n].idx) == 0) {
-		iov[n].iov_base = zc_pool_addr(&ctx->pool, f[n].idx);
-		iov[n].iov_len = limit - want < psz ? limit - want : psz;
-		want += iov[n].iov_len;
-		n++;
-	}
-	if (n == 0)
-		return -ENOBUFS;
-	got = readv(s->fd, iov, (int)n);
-	if (got <= 0) {
-		int err = got < 0 ? -errno : 0;
-		put_unused(ctx, f, 0, n);
-		return err;
-	}
-	for (left = got; left > 0; left -= (ssize_t)f[used++].len)
-		f[used].len = (uint32_t)((size_t)left < iov[used].iov_len ?
-					 (size_t)left : iov[used].iov_len);
-	put_unused(ctx, f, used, n);
-	if (zc_emit_data_flags(ctx, s, f, used, ZC_DATA_COPIED))
-		put_unused(ctx, f, 0, used);
-	return got;
-}
 
 /*
  * One TCP_ZEROCOPY_RECEIVE into a run of free slots. Returns the bytes
  * mapped (or 1 when none were but c->skip is set: read those next),
- * -EAGAIN (nothing queued), -ENOBUFS (no free slot), 0 at EOF, or -errno. *@drained: the receive
- * queue was empty afterwards.
+ * -EAGAIN (nothing queued), -ENOBUFS (no free slot), 0 at EOF, or -errno.
+ * *@drained: the receive queue was empty afterwards.
  */
 static ssize_t map_some(zc_ctx *ctx, struct zc_sock *s, struct mm_conn *c, bool *drained)
 {
@@ -393,7 +348,7 @@ static ssize_t map_some(zc_ctx *ctx, struct zc_sock *s, struct mm_conn *c, bool 
 		 * (and the kernel writes back nothing then). Let a plain read
 		 * tell which: 0 or the error; or data that raced in. */
 		if (errno == EIO)
-			return copy_some(ctx, s, SIZE_MAX);
+			return ep_read(ctx, s, SIZE_MAX, ZC_DATA_COPIED);
 		return -errno;
 	}
 	mapped = zc.length;
@@ -450,13 +405,13 @@ static void receive(zc_ctx *ctx, struct zc_sock *s)
 		if (c->skip || c->copy_only) {
 			size_t limit = c->skip ? c->skip : SIZE_MAX;
 
-			got = copy_some(ctx, s, limit);
+			got = ep_read(ctx, s, limit, ZC_DATA_COPIED);
 			if (got > 0) {
 				if (c->skip)
 					c->skip -= (uint32_t)got;
 				c->seen += (uint64_t)got;
 				drained = !c->skip && (size_t)got < limit &&
-					  (size_t)got < RX_BATCH * ctx->pool.piece_size;
+					  (size_t)got < EP_READ_PIECES * ctx->pool.piece_size;
 			}
 		} else {
 			got = map_some(ctx, s, c, &drained);

@@ -12,57 +12,18 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
+#include <stdint.h>
 
 #include "epoll_loop.h"
 
-#define RX_BATCH 16     /* pieces offered to one readv() */
 #define RX_ROUNDS 4     /* readv() calls per connection per wake-up */
-
-/* Give back the pieces of @f from @from on that readv() left unused, in
- * reverse, so that the next readv() gets the same (cache-warm) ones first. */
-static void put_unused(zc_ctx *ctx, struct zc_fill *f, unsigned from, unsigned n)
-{
-	while (n-- > from)
-		zc_pool_put(&ctx->pool, f[n].idx);
-}
-
-/* One readv() into up to RX_BATCH pieces. >0: bytes, 0: EOF, <0: errno. */
-static ssize_t read_batch(zc_ctx *ctx, struct zc_sock *s)
-{
-	struct zc_fill f[RX_BATCH];
-	struct iovec iov[RX_BATCH];
-	size_t psz = ctx->pool.piece_size;
-	unsigned n = 0, used = 0;
-	ssize_t got, left;
-
-	while (n < RX_BATCH && zc_pool_get(&ctx->pool, &f[n].idx) == 0) {
-		iov[n].iov_base = zc_pool_addr(&ctx->pool, f[n].idx);
-		iov[n].iov_len = psz;
-		n++;
-	}
-	if (n == 0)
-		return -ENOBUFS;
-	got = readv(s->fd, iov, (int)n);
-	if (got <= 0) {
-		int err = got < 0 ? -errno : 0;
-		put_unused(ctx, f, 0, n);
-		return err;
-	}
-	for (left = got; left > 0; left -= (ssize_t)f[used++].len)
-		f[used].len = (uint32_t)((size_t)left < psz ? (size_t)left : psz);
-	put_unused(ctx, f, used, n);
-	if (zc_emit_data(ctx, s, f, used)) /* out of memory for the event */
-		put_unused(ctx, f, 0, used);
-	return got;
-}
 
 static void receive(zc_ctx *ctx, struct zc_sock *s)
 {
-	size_t full = RX_BATCH * ctx->pool.piece_size;
+	size_t full = EP_READ_PIECES * ctx->pool.piece_size;
 
 	for (int round = 0; round < RX_ROUNDS; round++) {
-		ssize_t got = read_batch(ctx, s);
+		ssize_t got = ep_read(ctx, s, SIZE_MAX, 0);
 
 		if (got == -ENOBUFS) {
 			zc_stall(ctx, s);

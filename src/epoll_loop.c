@@ -7,7 +7,9 @@
  * connection that stayed registered would wake the loop for ever.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -143,6 +145,47 @@ void ep_take(zc_ctx *ctx, struct zc_sock *s)
 void ep_piece_released(zc_ctx *ctx, uint32_t idx)
 {
 	zc_pool_put(&ctx->pool, idx);
+}
+
+/* Give back the pieces of @f from @from on that readv() left unused, in
+ * reverse, so that the next readv() gets the same (cache-warm) ones first. */
+static void put_unused(zc_ctx *ctx, struct zc_fill *f, unsigned from, unsigned n)
+{
+	while (n-- > from)
+		zc_pool_put(&ctx->pool, f[n].idx);
+}
+
+ssize_t ep_read(zc_ctx *ctx, struct zc_sock *s, size_t limit, unsigned flags)
+{
+	struct zc_fill f[EP_READ_PIECES];
+	struct iovec iov[EP_READ_PIECES];
+	size_t psz = ctx->pool.piece_size, want = 0;
+	unsigned n = 0, used = 0;
+	ssize_t got, left;
+
+	while (n < EP_READ_PIECES && want < limit &&
+	       zc_pool_get(&ctx->pool, &f[n].idx) == 0) {
+		iov[n].iov_base = zc_pool_addr(&ctx->pool, f[n].idx);
+		iov[n].iov_len = limit - want < psz ? limit - want : psz;
+		want += iov[n].iov_len;
+		n++;
+	}
+	if (n == 0)
+		return -ENOBUFS;
+	got = readv(s->fd, iov, (int)n);
+	if (got <= 0) {
+		int err = got < 0 ? -errno : 0;
+
+		put_unused(ctx, f, 0, n);
+		return err;
+	}
+	for (left = got; left > 0; left -= (ssize_t)f[used++].len)
+		f[used].len = (uint32_t)((size_t)left < iov[used].iov_len ?
+					 (size_t)left : iov[used].iov_len);
+	put_unused(ctx, f, used, n);
+	if (zc_emit_data_flags(ctx, s, f, used, flags)) /* no memory for the event */
+		put_unused(ctx, f, 0, used);
+	return got;
 }
 
 static void accept_some(zc_ctx *ctx, struct zc_sock *l)

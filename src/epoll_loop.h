@@ -42,4 +42,14 @@ void ep_take(zc_ctx *ctx, struct zc_sock *s);
 void ep_piece_released(zc_ctx *ctx, uint32_t idx);
 int ep_run(zc_ctx *ctx, int timeout_ms);
 
+#define EP_READ_PIECES 16 /* pool pieces one ep_read() offers readv() */
+
+/*
+ * One readv() of at most @limit bytes from @s into up to EP_READ_PIECES
+ * free pool pieces, delivered as one DATA event with ZC_DATA_* @flags.
+ * Returns the bytes read, 0 at EOF, -ENOBUFS when no piece is free, or
+ * -errno (-EAGAIN: nothing to read).
+ */
+ssize_t ep_read(zc_ctx *ctx, struct zc_sock *s, size_t limit, unsigned flags);
+
 #endif
