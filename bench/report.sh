@@ -42,13 +42,14 @@ disk_script=$here/disk-bench.sh
 direct_dir=/var/tmp
 hold_ms=1	# zcnet-bench's pool curve: HOLD_MS
 
-# Full: medians of 5; quick: 3 runs, fewer bytes and points, under 2 min.
+# Full: medians of 5 (of 9 for the disk, whose baselines swing most);
+# quick: 3 runs, fewer bytes and points, under 2 min.
 if [ "$mode" = full ]; then
-	runs=5 bytes=2G scale_bytes=1G curve_bytes=1G disk_bytes=1G
+	runs=5 bytes=2G scale_bytes=1G curve_bytes=1G disk_bytes=1G disk_runs=9
 	conns_list="1000 10000" streams=1,10,100,1000
 	pools=1,2,4,8,16,64 pieces=4,16,64,256,1024 chunks=4,8,16,32,64,256
 else
-	runs=3 bytes=256M scale_bytes=256M curve_bytes=128M disk_bytes=256M
+	runs=3 bytes=256M scale_bytes=256M curve_bytes=128M disk_bytes=256M disk_runs=3
 	conns_list=1000 streams=1,10,100
 	pools=1,4,16 pieces=4,64,1024 chunks=4,64
 fi
@@ -410,7 +411,7 @@ disk_md() {
 		[ ! -s "$raw/disk.tsv" ] || systems_md "$raw/disk.tsv" "" "$d_limit" "O_DIRECT limit"
 		;;
 	ok)
-		echo "\`bench/disk-bench.sh --runs $runs --bytes $disk_bytes --out raw/disk.tsv\`;"
+		echo "\`bench/disk-bench.sh --runs $disk_runs --bytes $disk_bytes --out raw/disk.tsv\`;"
 		echo "throughput as a share of this run's O_DIRECT write bandwidth:"
 		echo
 		systems_md "$raw/disk.tsv" "" "$d_limit" "O_DIRECT limit"
@@ -463,7 +464,7 @@ $(machine_md)
   connection to its last byte). CPU s/GB = user+sys CPU seconds of the receiving
   process, read from its rusage when it is reaped (start-up included: about
   10 ms, which is 4% of a 256 MiB run and 0.5% of a 2 GiB one), per 10^9 bytes.
-- Each figure is the median of $runs runs with the minimum and maximum beside it.
+- Each figure is the median of $runs runs (the disk section: $disk_runs) with the minimum and maximum beside it.
   The systems take turns (run 1 of each, then run 2, ...) so that drift hits all
   alike; ratios are of medians within this run. The machine is shared and noisy
   (see the load average above): read min-max as the noise, and compare ratios.
@@ -608,7 +609,7 @@ section limits limits.log --runs "$runs" --bytes "$disk_bytes" \
 disk_state=missing
 if [ -x "$disk_script" ]; then
 	disk_state=failed
-	if run_logged disk.log "$disk_script" --runs "$runs" \
+	if run_logged disk.log "$disk_script" --runs "$disk_runs" \
 		--bytes "$disk_bytes" --out "$raw/disk.tsv"; then
 		disk_state=ok
 	fi
