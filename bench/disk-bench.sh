@@ -13,7 +13,10 @@
 #   BUILD  the build directory holding zcnet and rw-server (default build)
 #
 # The runs are interleaved (run 1 of every system, then run 2, ...) so
-# that a noisy machine's drift hits every system alike. Each run uploads
+# that a noisy machine's drift hits every system alike, and each run
+# starts one system later than the one before, so that no system always
+# follows the same one (on a VM, memory a system frees is slow to reuse
+# once the host has taken it back: whoever comes next pays). Each run uploads
 # one random file (on /dev/shm, so the client is cheap) with curl; the
 # server's CPU is utime + stime of all its threads (nginx: master and
 # workers) from /proc/PID/stat just before and after the upload, wall
@@ -301,7 +304,8 @@ one_run() {
 # Run 0 warms up: the servers' buffers and pipes, and page cache memory
 # the machine has not touched yet (slow to fault in on a VM).
 for ((r = 0; r <= runs; r++)); do
-	for s in "${systems[@]}"; do
+	for ((k = 0; k < ${#systems[@]}; k++)); do
+		s=${systems[(k + r) % ${#systems[@]}]}
 		[ "${status[$s]}" = ok ] || continue
 		one_run "$s" "$r"
 		# Deleting drops the dirty pages with the file: no writeback
