@@ -210,14 +210,37 @@ static int setup_buf_ring(zc_ctx *ctx, struct ur_engine *e)
 	return 0;
 }
 
+static void on_cqe(zc_ctx *ctx, const struct io_uring_cqe *cqe);
+
+/*
+ * Completions still in the ring at the end: every socket is closed by now,
+ * so each finds its slot gone and only gives back what it holds; an
+ * accept that completed meanwhile closes the connection it made, which
+ * would otherwise stay open, unseen, until the process exits.
+ */
+static void drain_cqes(zc_ctx *ctx, struct ur_engine *e)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+
+	io_uring_get_events(&e->ring); /* deferred completion work */
+	io_uring_for_each_cqe(&e->ring, head, cqe) {
+		on_cqe(ctx, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&e->ring, seen);
+}
+
 static void ur_fini(zc_ctx *ctx)
 {
 	struct ur_engine *e = E(ctx);
 
 	if (!e)
 		return;
-	if (e->ring_ok)
+	if (e->ring_ok) {
+		drain_cqes(ctx, e);
 		io_uring_queue_exit(&e->ring);
+	}
 	if (e->br)
 		munmap(e->br, e->br_size);
 	free(e->slot_bid);
