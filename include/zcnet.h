@@ -398,6 +398,8 @@ int zc_release(zc_ctx *ctx, const struct zc_piece *p);
  * a take is pending from zc_take() until zc_wait() returns its ZC_EV_TAKEN,
  * and so is its cookie (busy for zc_cookie_peek() and zc_cookie_write()).
  * zc_close() or zc_abort() of the connection meanwhile frees the cookie.
+ * A take made after the connection's EOF or ERROR was queued, before
+ * zc_wait() returned it, gets an empty cookie, reported after that event.
  * Returns 0, -EBADF, -EINVAL (@len out of range, @out NULL), -EBUSY (a
  * take is already pending), -ENOMEM / -EMFILE (no pipe for the cookie).
  */

@@ -175,7 +175,9 @@ static void run_stream(struct run *r, uint64_t bytes, uint64_t seed)
 	assert_int_equal(zc_listen(r->ctx, "127.0.0.1:0", 0, &l), 0);
 	snd.port = (uint16_t)zc_local_port(r->ctx, l);
 	assert_int_equal(h_sender_start(&snd), 0);
-	while ((!r->ended || r->writes) && !h_expired(deadline)) {
+	/* A take made while the EOF was queued but not yet returned ends
+	 * after it (an empty cookie): wait for that too. */
+	while ((!r->ended || r->writes || r->taking) && !h_expired(deadline)) {
 		int n = h_wait(r->ctx, ev, 32, 100);
 
 		assert_true(n >= 0);
