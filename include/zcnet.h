@@ -350,7 +350,13 @@ struct zc_event {
  * receives after releases) and fills up to @max events into @evs.
  * @timeout_ms: -1 waits for ever, 0 only looks, >0 waits that long.
  * Returns the number of events (0 on time-out) or a negative errno
- * (-EINVAL for a NULL array or @max 0, -EINTR).
+ * (-EINVAL for a NULL array or @max 0, -EINTR, -ENOMEM).
+ * -ENOMEM: zcnet could not allocate memory to queue an event, so that
+ * event (bytes, an end, a cookie) is lost and the context is broken: it
+ * queues nothing more, delivers what it had queued before the loss, then
+ * every zc_wait() returns -ENOMEM. Release what you hold, close or abort
+ * the connections (zc_close() then resets them too, so that no peer takes
+ * a cut stream for a whole one) and destroy the context.
  * Events of one connection come in order: ACCEPT or CONNECTED first, then
  * DATA in stream order, then at most one EOF or ERROR.
  */

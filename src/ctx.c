@@ -357,7 +357,9 @@ static int close_sock(zc_ctx *ctx, struct zc_sock *s, bool abort)
 
 ZC_EXPORT int zc_close(zc_ctx *ctx, zc_handle h)
 {
-	return close_sock(ctx, zc_sock_get(ctx, h), false);
+	/* In a broken context (see zc_wait()) a stream may have been cut
+	 * short: the peer must not take it for complete. */
+	return close_sock(ctx, zc_sock_get(ctx, h), ctx && ctx->broken);
 }
 
 ZC_EXPORT int zc_abort(zc_ctx *ctx, zc_handle conn)
@@ -416,6 +418,8 @@ ZC_EXPORT int zc_wait(zc_ctx *ctx, struct zc_event *evs, unsigned max, int timeo
 		n = zc_deliver(ctx, evs, max);
 		if (n)
 			return (int)n;
+		if (ctx->broken)
+			return ctx->broken;
 		if (timeout_ms > 0) {
 			uint64_t now = zc_now_ms();
 			if (now >= deadline)
@@ -428,8 +432,10 @@ ZC_EXPORT int zc_wait(zc_ctx *ctx, struct zc_event *evs, unsigned max, int timeo
 		err = ctx->ops->run(ctx, left);
 		if (err)
 			return err;
-		if (timeout_ms == 0)
-			return (int)zc_deliver(ctx, evs, max);
+		if (timeout_ms == 0) {
+			n = zc_deliver(ctx, evs, max);
+			return n || !ctx->broken ? (int)n : ctx->broken;
+		}
 	}
 }
 

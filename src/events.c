@@ -40,14 +40,29 @@ static int reserve(void **arr, uint32_t *cap, uint32_t need, size_t size)
 	return 0;
 }
 
+/*
+ * An event that cannot be queued is lost, and with it what the
+ * application needed to know (bytes, an end, a cookie): no later event of
+ * that connection could be trusted. So the context takes nothing more and
+ * zc_wait() reports the loss once what came before is delivered.
+ */
+static void lost(zc_ctx *ctx)
+{
+	ctx->broken = -ENOMEM;
+}
+
 static struct zc_qevent *push(zc_ctx *ctx, enum zc_event_type type, struct zc_sock *s)
 {
 	struct zc_qevent *qe;
 
+	if (ctx->broken)
+		return NULL;
 	if (ctx->q_head == ctx->q_len)
 		ctx->q_head = ctx->q_len = 0;
-	if (reserve((void **)&ctx->q, &ctx->q_cap, ctx->q_len + 1, sizeof(*ctx->q)))
+	if (reserve((void **)&ctx->q, &ctx->q_cap, ctx->q_len + 1, sizeof(*ctx->q))) {
+		lost(ctx);
 		return NULL;
+	}
 	qe = &ctx->q[ctx->q_len++];
 	memset(qe, 0, sizeof(*qe));
 	qe->ev.type = type;
@@ -62,9 +77,13 @@ static struct zc_qevent *push_data(zc_ctx *ctx, struct zc_sock *s, unsigned n,
 	uint32_t first = ctx->npieces_q;
 	struct zc_qevent *qe;
 
-	if (reserve((void **)&ctx->pieces, &ctx->pieces_cap, first + n,
-		    sizeof(*ctx->pieces)))
+	if (ctx->broken)
 		return NULL;
+	if (reserve((void **)&ctx->pieces, &ctx->pieces_cap, first + n,
+		    sizeof(*ctx->pieces))) {
+		lost(ctx);
+		return NULL;
+	}
 	qe = push(ctx, ZC_EV_DATA, s);
 	if (!qe)
 		return NULL;
@@ -255,8 +274,12 @@ void zc_stall(zc_ctx *ctx, struct zc_sock *s)
 	if (ctx->st_len == cap) { /* grow the ring, unrolling it */
 		uint32_t ncap = cap ? cap * 2 : 64;
 		zc_handle *n = malloc(ncap * sizeof(*n));
-		if (!n)
-			return; /* left unqueued: resumed by its next event */
+		if (!n) {
+			/* Unremembered, it would never be resumed: its
+			 * stream would hang, as good as lost. */
+			lost(ctx);
+			return;
+		}
 		for (uint32_t i = 0; i < ctx->st_len; i++)
 			n[i] = ctx->stalled[(ctx->st_head + i) % cap];
 		free(ctx->stalled);

@@ -190,6 +190,10 @@ struct zc_ctx {
 	struct zc_cookies ck;
 
 	struct zc_stats st;
+	/* -ENOMEM once an event could not be queued (or a stalled connection
+	 * not remembered): from then on nothing is queued, and zc_wait()
+	 * fails once what was queued before is out. See zc_wait(). */
+	int broken;
 	struct zc_gather gather; /* whether the next wait gathers */
 	uint32_t txzc_socks;    /* sockets with zero-copy sends in flight */
 };
