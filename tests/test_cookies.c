@@ -202,8 +202,11 @@ static void run_stream(struct run *r, uint64_t bytes, uint64_t seed)
 				fail_msg("unexpected event %d (res %d)", ev[i].type, ev[i].res);
 			}
 		}
-		/* Take now and then, between pieces. */
-		if (r->conn && !r->ended && !r->taking && h_rand(&r->rng) % 3 == 0)
+		/* Take now and then, between pieces; the first as soon as
+		 * possible, so that even a stream that comes in a few big
+		 * batches has a cookie. */
+		if (r->conn && !r->ended && !r->taking &&
+		    (r->ncookies == 0 || h_rand(&r->rng) % 3 == 0))
 			start_take(r);
 	}
 	assert_true(r->ended);
