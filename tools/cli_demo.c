@@ -369,7 +369,7 @@ static void print_table(const struct result *res, unsigned n)
 	printf("\nsocket/uring: the kernel's copy into the posted piece is the only "
 	       "copy; plain recv() makes that same kernel copy into its own buffer, "
 	       "so the CPU win appears when an application would otherwise copy "
-	       "again or hold data. The uring engine gathers completions while data "
+	       "again or hold data. Both engines gather data while it "
 	       "comes in bulk (`--batch-us`, default 200); `--engine mmap` with `zcnet "
 	       "send --zerocopy --page-aligned` maps pages instead of copying "
 	       "(see README).\n");
