@@ -479,8 +479,8 @@ $(systems_md "$raw/recv.tsv" "recv() 256 KiB" "$m_limit" "memcpy")
 - recv() 256 KiB: \`zcnet recv --engine plain\`, a blocking \`recv()\` loop into a 256 KiB buffer.
 - iperf3: \`iperf3 -s -1\` (its default 128 KiB reads) against \`iperf3 -c -n BYTES\`; iperf3's server counts
   bytes up to the client's end-of-test message, a little less than was sent, and both figures use its count.
-- zcnet socket, uring, uring batch-us 0: \`zcnet recv --engine E\` against \`zcnet send\` (a plain sender); uring gathers
-  completions for up to 200 us while data comes in bulk (its default), batch-us 0 wakes for every completion.
+- zcnet socket, uring, uring batch-us 0: \`zcnet recv --engine E\` against \`zcnet send\` (a plain sender); every engine
+  gathers data for up to 200 us a wait while it comes in bulk (the default), batch-us 0 wakes for every completion.
 - zcnet mmap: \`zcnet recv --engine mmap --page-aligned\` against \`zcnet send --zerocopy --page-aligned\`
   (MSG_ZEROCOPY, one page per segment: what lets the kernel map the pages).$(grep -h 'of the bytes mapped' "$raw/recv.log" 2>/dev/null | sed 's/^ *zcnet mmap:/ In this run:/')
 - recv() 256 KiB, zc sender: the plain receiver against the mmap engine's sender. Over loopback the kernel
