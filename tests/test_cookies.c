@@ -466,30 +466,43 @@ static void test_bad_calls(void **state)
 	zc_ctx_destroy(ctx);
 }
 
+/* A context of the engine under test listening on loopback, and one
+ * plain peer connected to it and accepted: returns the connection and
+ * sets *@ctx, *@l (the listener) and *@peer (the peer's socket). */
+static zc_handle accept_peer(zc_ctx **ctx, zc_handle *l, int *peer)
+{
+	uint64_t deadline = h_deadline_ms(10000);
+	struct zc_event ev[4];
+	zc_handle conn = 0;
+
+	assert_int_equal(h_ctx_create(engine, NULL, ctx), 0);
+	assert_int_equal(zc_listen(*ctx, "127.0.0.1:0", 0, l), 0);
+	*peer = h_peer_connect(AF_INET, (uint16_t)zc_local_port(*ctx, *l));
+	assert_true(*peer >= 0);
+	while (!conn && !h_expired(deadline)) {
+		int n = h_wait(*ctx, ev, 4, 100);
+
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == ZC_EV_ACCEPT)
+				conn = ev[i].conn;
+	}
+	assert_int_not_equal(conn, 0);
+	return conn;
+}
+
 /* A take that cannot finish (the peer sends nothing): what may and may
  * not be done meanwhile, and freeing it, then closing the connection. */
 static void test_pending_take(void **state)
 {
-	uint64_t deadline = h_deadline_ms(10000);
 	struct zc_event ev[4];
-	zc_handle l, conn = 0;
+	zc_handle l, conn;
 	zc_cookie c, c2;
 	struct zc_stats st;
 	zc_ctx *ctx;
 	char b[4];
 	int peer;
 
-	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
-	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
-	peer = h_peer_connect(AF_INET, (uint16_t)zc_local_port(ctx, l));
-	assert_true(peer >= 0);
-	while (!conn && !h_expired(deadline)) {
-		int n = h_wait(ctx, ev, 4, 100);
-		for (int i = 0; i < n; i++)
-			if (ev[i].type == ZC_EV_ACCEPT)
-				conn = ev[i].conn;
-	}
-	assert_int_not_equal(conn, 0);
+	conn = accept_peer(&ctx, &l, &peer);
 	assert_int_equal(zc_take(ctx, conn, 0, &c), -EINVAL);
 	assert_int_equal(zc_take(ctx, conn, ZC_COOKIE_MAX + 1, &c), -EINVAL);
 	assert_int_equal(zc_take(ctx, conn, 10, NULL), -EINVAL);
@@ -680,22 +693,13 @@ static void test_failed_take_keeps_offsets(void **state)
 	uint64_t deadline = h_deadline_ms(20000), seen = 0, taken = 0;
 	struct zc_event ev[8];
 	struct zc_stats st;
-	zc_handle l, conn = 0;
+	zc_handle l, conn;
 	bool ended = false;
 	zc_cookie c;
 	zc_ctx *ctx;
 	int peer;
 
-	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
-	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
-	peer = h_peer_connect(AF_INET, (uint16_t)zc_local_port(ctx, l));
-	assert_true(peer >= 0);
-	while (!conn && !h_expired(deadline)) {
-		int n = h_wait(ctx, ev, 8, 100);
-		for (int i = 0; i < n; i++)
-			if (ev[i].type == ZC_EV_ACCEPT)
-				conn = ev[i].conn;
-	}
+	conn = accept_peer(&ctx, &l, &peer);
 	assert_int_equal(zc_take(ctx, conn, 65536, &c), 0);
 	assert_int_equal(write(peer, buf, sizeof(buf)), (ssize_t)sizeof(buf));
 	for (int round = 0; !ended && round < 1000 && !h_expired(deadline); round++) {
@@ -768,7 +772,7 @@ static void test_pause(void **state)
 {
 	uint64_t deadline = h_deadline_ms(10000), off = 0;
 	struct zc_event ev[4];
-	zc_handle l, conn = 0;
+	zc_handle l, conn;
 	char buf[10000];
 	bool eof = false, taken = false;
 	zc_cookie c;
@@ -776,19 +780,9 @@ static void test_pause(void **state)
 	int peer;
 
 	memset(buf, 'p', sizeof(buf));
-	assert_int_equal(h_ctx_create(engine, NULL, &ctx), 0);
-	assert_int_equal(zc_listen(ctx, "127.0.0.1:0", 0, &l), 0);
+	conn = accept_peer(&ctx, &l, &peer);
 	assert_int_equal(zc_pause(ctx, l, 1), -EBADF);
 	assert_int_equal(zc_pause(ctx, 0, 1), -EBADF);
-	peer = h_peer_connect(AF_INET, (uint16_t)zc_local_port(ctx, l));
-	assert_true(peer >= 0);
-	while (!conn && !h_expired(deadline)) {
-		int n = h_wait(ctx, ev, 4, 100);
-		for (int i = 0; i < n; i++)
-			if (ev[i].type == ZC_EV_ACCEPT)
-				conn = ev[i].conn;
-	}
-	assert_int_not_equal(conn, 0);
 	assert_int_equal(zc_pause(ctx, conn, 1), 0);
 	assert_int_equal(zc_pause(ctx, conn, 1), 0); /* twice: no change */
 	assert_int_equal(drain_for(ctx, &off, 50, &eof), 0); /* the receive stops */
