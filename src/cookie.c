@@ -325,6 +325,7 @@ ZC_EXPORT int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out)
 int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 {
 	struct zc_ck *ck = zc_ck_get(ctx, s->take);
+	bool again = false; /* splice() once more before calling the pipe full */
 
 	if (!ck) { /* freed under us: cannot happen, zc_cookie_free orphans */
 		s->flags &= ~SF_TAKING;
@@ -339,11 +340,21 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 			ck->want = (size_t)cap; /* the pipe holds no more */
 	}
 	while (ck->len < ck->want) {
-		ssize_t n = splice(s->fd, NULL, ck->pw, NULL, ck->want - ck->len,
+		size_t rest = ck->want - ck->len;
+		ssize_t n = splice(s->fd, NULL, ck->pw, NULL, rest,
 				   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 
 		if (n > 0) {
 			ck->len += (size_t)n;
+			again = false;
+			/* Short: the socket is drained (or the pipe is out
+			 * of slots, which the next call finds out). Another
+			 * splice() now would only chase the segments as they
+			 * land, a system call each: wait for the rest. */
+			if ((size_t)n < rest) {
+				take_lowat(s, rest - (size_t)n);
+				return 1;
+			}
 		} else if (n == 0) { /* end of stream: a short cookie, then EOF */
 			take_done(ctx, s, ck, 0);
 			if (!(s->flags & SF_RX_DONE))
@@ -351,9 +362,18 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 			return 0;
 		} else if (errno == EAGAIN) {
 			/* The socket is empty (wait), or the pipe is full:
-			 * then the cookie is as full as it gets. */
-			if (ck->len && pipe_full(s))
-				break;
+			 * then the cookie is as full as it gets. A segment
+			 * that lands between the splice() and the check
+			 * looks like a full pipe: on a busy connection that
+			 * is the common case, and cookies would end at a
+			 * quarter of the pipe. Only a second failure in a
+			 * row says the pipe is full. */
+			if (ck->len && pipe_full(s)) {
+				if (again)
+					break;
+				again = true;
+				continue;
+			}
 			take_lowat(s, ck->want - ck->len);
 			return 1;
 		} else if (errno != EINTR) {
