@@ -6,11 +6,14 @@
 # same filesystem.
 #
 # usage: bench/disk-bench.sh --runs N --bytes SIZE --out FILE.tsv
-#                            [--dir DIR] [--build BUILD]
+#                            [--dir DIR] [--build BUILD] [--hold-page-reporting]
 #   SIZE   bytes, or with a K, M, G suffix (powers of 1024)
 #   DIR    a fresh directory is made inside it (default /var/tmp); it
 #          needs about 3 x SIZE free and must be a real disk (O_DIRECT)
 #   BUILD  the build directory holding zcnet and rw-server (default build)
+#   --hold-page-reporting  on a VM whose kernel hands freed memory back
+#          to the host at once (page_reporting min_free_ms 0), keep it
+#          for 5 minutes instead while this runs; restored on exit
 #
 # The runs are interleaved (run 1 of every system, then run 2, ...) so
 # that a noisy machine's drift hits every system alike, and each run
@@ -30,10 +33,10 @@ set -uo pipefail
 
 systems=(zcnet-ingest zcnet-ingest-direct rw-server rw-server-direct nginx-webdav)
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-runs= bytes_arg= out= parent=/var/tmp build=$repo/build
+runs= bytes_arg= out= parent=/var/tmp build=$repo/build hold=
 
 usage() {
-	sed -n 's/^# \{0,1\}//; 8,13p' "${BASH_SOURCE[0]}" >&2
+	sed -n 's/^# \{0,1\}//; 8,16p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 while [ $# -gt 0 ]; do
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
 	--out) out=${2:-}; shift 2 ;;
 	--dir) parent=${2:-}; shift 2 ;;
 	--build) build=${2:-}; shift 2 ;;
+	--hold-page-reporting) hold=1; shift ;;
 	*) usage ;;
 	esac
 done
@@ -72,9 +76,11 @@ zcnet=$build/zcnet rwserver=$build/rw-server
 # ---------------------------------------------------------------------
 # clean-up: every process started, every file made
 
-tmp= tgt= src= pids=()
+tmp= tgt= src= pids=() reporting_was=
+reporting=/sys/module/page_reporting/parameters/min_free_ms
 cleanup() {
 	local p i alive
+	[ -n "$reporting_was" ] && echo "$reporting_was" >"$reporting" 2>/dev/null
 	for p in "${pids[@]}"; do
 		kill "$p" 2>/dev/null
 	done
@@ -248,6 +254,29 @@ if [ -z "$have_curl" ]; then
 fi
 
 # ---------------------------------------------------------------------
+# the VM's memory
+#
+# With free page reporting a guest hands freed memory back to the host;
+# touching it again faults on the host. Every upload fills fresh page
+# cache, so whether the previous run's pages were handed back in between
+# decides much of what the copy into the page cache costs: 0.3 or 2 s/GB
+# for the same server. Held back, runs repeat within a few percent.
+page_reporting=absent
+if [ -r "$reporting" ]; then
+	page_reporting="on (min_free_ms $(cat "$reporting"))"
+	if [ -n "$hold" ]; then
+		was=$(cat "$reporting")
+		if echo 300000 >"$reporting" 2>/dev/null; then
+			reporting_was=$was
+			page_reporting="held (min_free_ms $was -> 300000 during the runs)"
+		else
+			log "cannot hold page reporting (not root?): figures will swing"
+		fi
+	fi
+fi
+log "free page reporting: $page_reporting"
+
+# ---------------------------------------------------------------------
 # the runs
 
 tck=$(getconf CLK_TCK)
@@ -353,6 +382,7 @@ ratio() {
 
 echo "Receive to disk: $runs run(s) of $bytes bytes per system, interleaved; medians."
 echo "Target: $tgt ($fstype); source: $src; nginx: worker_processes 1."
+echo "Free page reporting (VM memory handed back to the host): $page_reporting."
 echo "CPU = server utime+stime per 10^9 bytes; x rw = vs rw-server in the same mode (buffered/direct)."
 printf '%-20s %8s %10s %8s %8s %8s %8s  %s\n' system GB/s 'CPU s/GB' 'CPU x rw' 'CPU x ng' \
 	'GB/s x rw' 'GB/s x ng' status

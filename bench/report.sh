@@ -411,8 +411,10 @@ disk_md() {
 		[ ! -s "$raw/disk.tsv" ] || systems_md "$raw/disk.tsv" "" "$d_limit" "O_DIRECT limit"
 		;;
 	ok)
-		echo "\`bench/disk-bench.sh --runs $disk_runs --bytes $disk_bytes --out raw/disk.tsv\`;"
-		echo "throughput as a share of this run's O_DIRECT write bandwidth:"
+		echo "\`bench/disk-bench.sh --runs $disk_runs --bytes $disk_bytes --hold-page-reporting --out raw/disk.tsv\`;"
+		echo "throughput as a share of this run's O_DIRECT write bandwidth."
+		sed -n 's/^Free page reporting/Free page reporting/p' "$raw/disk.log" 2>/dev/null
+		echo
 		echo
 		systems_md "$raw/disk.tsv" "" "$d_limit" "O_DIRECT limit"
 		echo
@@ -610,7 +612,7 @@ disk_state=missing
 if [ -x "$disk_script" ]; then
 	disk_state=failed
 	if run_logged disk.log "$disk_script" --runs "$disk_runs" \
-		--bytes "$disk_bytes" --out "$raw/disk.tsv"; then
+		--bytes "$disk_bytes" --hold-page-reporting --out "$raw/disk.tsv"; then
 		disk_state=ok
 	fi
 fi

@@ -2,7 +2,8 @@
 # disk_bench.sh - a smoke test of bench/disk-bench.sh: one 64 MiB run of
 # every system. It asserts that the script finishes, that its TSV has the
 # agreed header and one row per system, and that the zcnet and rw-server
-# rows are ok. The nginx row may be failed (no package offline); it must
+# rows are ok, and that a kernel setting the script holds for the run is
+# restored. The nginx row may be failed (no package offline); it must
 # be there all the same. Figures are not checked: this is not a
 # benchmark run.
 #
@@ -21,12 +22,20 @@ fail() {
 	failures=$((failures + 1))
 }
 
+# --hold-page-reporting changes a kernel setting for the run: it must be
+# back as it was afterwards.
+reporting=/sys/module/page_reporting/parameters/min_free_ms
+before=$(cat "$reporting" 2>/dev/null)
 if ! timeout 120 bash "$here/../bench/disk-bench.sh" --runs 1 --bytes 64M \
-	--out "$tmp/out.tsv" --build "$build" >"$tmp/stdout" 2>"$tmp/stderr"; then
+	--out "$tmp/out.tsv" --build "$build" --hold-page-reporting \
+	>"$tmp/stdout" 2>"$tmp/stderr"; then
 	fail "disk-bench.sh failed"
 	tail -n 20 "$tmp/stderr"
 fi
 cat "$tmp/stdout"
+[ "$(cat "$reporting" 2>/dev/null)" = "$before" ] ||
+	fail "page reporting min_free_ms was $before, is $(cat "$reporting" 2>/dev/null)"
+grep -q '^Free page reporting' "$tmp/stdout" || fail "no page reporting line"
 [ "$(head -n1 "$tmp/out.tsv" 2>/dev/null)" = "$header" ] || fail "TSV header"
 for s in zcnet-ingest zcnet-ingest-direct rw-server rw-server-direct nginx-webdav; do
 	row=$(awk -F'\t' -v s="$s" '$1 == s' "$tmp/out.tsv" 2>/dev/null)
