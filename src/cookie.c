@@ -222,19 +222,16 @@ static void take_lowat(struct zc_sock *s, size_t rest)
 }
 
 /*
- * splice() said EAGAIN with bytes in the cookie: is the socket empty, or
- * is the pipe full (it ran out of slots: one per payload fragment)? The
- * socket is readable (data, or a FIN) and yet nothing moved: the pipe.
- * With a low-water mark, poll() hides data below it: ask for the count.
+ * Are bytes queued on the socket (below any low-water mark too; a FIN
+ * alone is none)? A splice() that stopped short of what it was asked, or
+ * moved nothing, with bytes still there stopped at the pipe: it ran out
+ * of slots, one per payload fragment, so tiny segments fill it early.
  */
-static bool pipe_full(struct zc_sock *s)
+static bool sock_queued(struct zc_sock *s)
 {
-	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
 	int inq = 0;
 
-	if (poll(&pfd, 1, 0) == 1)
-		return true;
-	return s->lowat && ioctl(s->fd, FIONREAD, &inq) == 0 && inq > 0;
+	return ioctl(s->fd, FIONREAD, &inq) == 0 && inq > 0;
 }
 
 /* The take of @s is over: report it with @res (0 or -errno). The event
@@ -325,7 +322,10 @@ ZC_EXPORT int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out)
 int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 {
 	struct zc_ck *ck = zc_ck_get(ctx, s->take);
-	bool again = false; /* splice() once more before calling the pipe full */
+	/* Bytes were seen queued after a splice() stopped: if the next one
+	 * moves nothing, the pipe is full. */
+	bool queued = false;
+	unsigned probes = 0; /* short splices followed up */
 
 	if (!ck) { /* freed under us: cannot happen, zc_cookie_free orphans */
 		s->flags &= ~SF_TAKING;
@@ -346,15 +346,18 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 
 		if (n > 0) {
 			ck->len += (size_t)n;
-			again = false;
-			/* Short: the socket is drained (or the pipe is out
-			 * of slots, which the next call finds out). Another
-			 * splice() now would only chase the segments as they
-			 * land, a system call each: wait for the rest. */
-			if ((size_t)n < rest) {
-				take_lowat(s, rest - (size_t)n);
-				return 1;
-			}
+			if ((size_t)n == rest)
+				break;
+			/* Short: the socket ran dry, or the pipe ran out of
+			 * slots. Bytes still queued: splice() again to tell
+			 * (twice at most: on a busy connection new segments
+			 * land meanwhile, and splicing on would chase them a
+			 * call each). Else wait for the rest: one wake-up,
+			 * one splice() per cookie. */
+			if (probes++ < 2 && (queued = sock_queued(s)))
+				continue;
+			take_lowat(s, rest - (size_t)n);
+			return 1;
 		} else if (n == 0) { /* end of stream: a short cookie, then EOF */
 			take_done(ctx, s, ck, 0);
 			if (!(s->flags & SF_RX_DONE))
@@ -363,17 +366,14 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 		} else if (errno == EAGAIN) {
 			/* The socket is empty (wait), or the pipe is full:
 			 * then the cookie is as full as it gets. A segment
-			 * that lands between the splice() and the check
-			 * looks like a full pipe: on a busy connection that
-			 * is the common case, and cookies would end at a
-			 * quarter of the pipe. Only a second failure in a
-			 * row says the pipe is full. */
-			if (ck->len && pipe_full(s)) {
-				if (again)
-					break;
-				again = true;
+			 * can land between the splice() and the check (on a
+			 * busy connection it mostly does): bytes seen queued
+			 * only now get one more splice() before the pipe is
+			 * called full. */
+			if (ck->len && queued)
+				break;
+			if (ck->len && (queued = sock_queued(s)))
 				continue;
-			}
 			take_lowat(s, ck->want - ck->len);
 			return 1;
 		} else if (errno != EINTR) {
