@@ -222,16 +222,29 @@ static void take_lowat(struct zc_sock *s, size_t rest)
 }
 
 /*
- * Are bytes queued on the socket (below any low-water mark too; a FIN
- * alone is none)? A splice() that stopped short of what it was asked, or
- * moved nothing, with bytes still there stopped at the pipe: it ran out
- * of slots, one per payload fragment, so tiny segments fill it early.
+ * Bytes queued on the socket (below any low-water mark too)? A splice()
+ * that stopped short of what it was asked with bytes still there stopped
+ * at the pipe: it ran out of slots, one per payload fragment, so tiny
+ * segments fill it early.
  */
 static bool sock_queued(struct zc_sock *s)
 {
 	int inq = 0;
 
 	return ioctl(s->fd, FIONREAD, &inq) == 0 && inq > 0;
+}
+
+/*
+ * Anything left for a splice(): bytes, the end of the stream, an error?
+ * One that moved nothing with something left found the pipe full: a full
+ * pipe fails it with EAGAIN before the socket is looked at, even at the
+ * end of the stream, where a pipe with room would have it return 0.
+ */
+static bool sock_pending(struct zc_sock *s)
+{
+	struct pollfd pfd = { .fd = s->fd, .events = POLLRDHUP };
+
+	return sock_queued(s) || poll(&pfd, 1, 0) == 1; /* RDHUP, HUP or ERR */
 }
 
 /* The take of @s is over: report it with @res (0 or -errno). The event
@@ -322,9 +335,9 @@ ZC_EXPORT int zc_take(zc_ctx *ctx, zc_handle conn, size_t len, zc_cookie *out)
 int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 {
 	struct zc_ck *ck = zc_ck_get(ctx, s->take);
-	/* Bytes were seen queued after a splice() stopped: if the next one
-	 * moves nothing, the pipe is full. */
-	bool queued = false;
+	/* Something was seen left on the socket after a splice() stopped:
+	 * if the next one moves nothing, the pipe is full. */
+	bool pending = false;
 	unsigned probes = 0; /* short splices followed up */
 
 	if (!ck) { /* freed under us: cannot happen, zc_cookie_free orphans */
@@ -349,14 +362,20 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 			if ((size_t)n == rest)
 				break;
 			/* Short: the socket ran dry, or the pipe ran out of
-			 * slots. Bytes still queued: splice() again to tell
-			 * (twice at most: on a busy connection new segments
-			 * land meanwhile, and splicing on would chase them a
-			 * call each). Else wait for the rest: one wake-up,
-			 * one splice() per cookie. */
-			if (probes++ < 2 && (queued = sock_queued(s)))
+			 * slots. Something left: splice() again to tell. On
+			 * a busy connection new segments land meanwhile, and
+			 * splicing on would chase them a call each: after
+			 * two tries, wait, but without a low-water mark (the
+			 * pipe may be full: the rest would never fit). Else
+			 * wait for the rest: one wake-up, one splice() per
+			 * cookie. */
+			pending = sock_queued(s); /* a FIN alone: the next wake */
+			if (pending && probes++ < 2)
 				continue;
-			take_lowat(s, rest - (size_t)n);
+			if (pending)
+				take_lowat_reset(s);
+			else
+				take_lowat(s, rest - (size_t)n);
 			return 1;
 		} else if (n == 0) { /* end of stream: a short cookie, then EOF */
 			take_done(ctx, s, ck, 0);
@@ -367,12 +386,12 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 			/* The socket is empty (wait), or the pipe is full:
 			 * then the cookie is as full as it gets. A segment
 			 * can land between the splice() and the check (on a
-			 * busy connection it mostly does): bytes seen queued
-			 * only now get one more splice() before the pipe is
+			 * busy connection it mostly does): what is seen left
+			 * only now gets one more splice() before the pipe is
 			 * called full. */
-			if (ck->len && queued)
+			if (ck->len && pending)
 				break;
-			if (ck->len && (queued = sock_queued(s)))
+			if (ck->len && (pending = sock_pending(s)))
 				continue;
 			take_lowat(s, ck->want - ck->len);
 			return 1;
