@@ -398,7 +398,9 @@ int zc_release(zc_ctx *ctx, const struct zc_piece *p);
  * cookie ended, with no pieces in between. *@out names the cookie at
  * once; ZC_EV_TAKEN reports, in @bytes, how many it holds: @len, or fewer
  * at the end of the stream (an EOF event follows) or when the pipe ran out
- * of room first (it holds a fragment per slot; take again for the rest),
+ * of room first (it holds a fragment per slot, so tiny segments fill it
+ * early; seen at once, or within 0.2 s when it fills while the take
+ * waits; take again for the rest),
  * or res < 0 on error (the
  * event still names the cookie, which is then already freed). One take at a time per connection:
  * a take is pending from zc_take() until zc_wait() returns its ZC_EV_TAKEN,

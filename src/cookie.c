@@ -193,13 +193,21 @@ void zc_cookies_fini(zc_ctx *ctx)
 
 /* --- taking --- */
 
+/* s->lowat changes only here: ctx->marked_takes counts the sockets with
+ * a mark set, for zc_take_recheck(). */
+static void set_lowat(zc_ctx *ctx, struct zc_sock *s, int v)
+{
+	ctx->marked_takes += (unsigned)(v != 0) - (unsigned)(s->lowat != 0);
+	s->lowat = v;
+}
+
 /* Back to the default before the engine receives into pieces again. */
-static void take_lowat_reset(struct zc_sock *s)
+static void take_lowat_reset(zc_ctx *ctx, struct zc_sock *s)
 {
 	int one = 1;
 
 	if (s->lowat && setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) == 0)
-		s->lowat = 0;
+		set_lowat(ctx, s, 0);
 }
 
 /*
@@ -207,18 +215,19 @@ static void take_lowat_reset(struct zc_sock *s)
  * (SO_RCVLOWAT), not for every segment: one wake-up and one splice per
  * cookie instead of a dozen. A FIN, an error, memory pressure or a closed
  * window wake it regardless (tcp_poll()), and the mark is never above
- * what the take still wants, so the wait ends no later than without it.
+ * what the take still wants. But the mark counts bytes and the pipe fills
+ * by fragments: the rest may never fit. zc_take_recheck() looks again.
  */
-static void take_lowat(struct zc_sock *s, size_t rest)
+static void take_lowat(zc_ctx *ctx, struct zc_sock *s, size_t rest)
 {
 	int v = rest > (1u << 30) ? 1 << 30 : (int)rest;
 
 	if (v == s->lowat)
 		return;
 	if (v > 1 && setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
-		s->lowat = v;
+		set_lowat(ctx, s, v);
 	else
-		take_lowat_reset(s); /* a mark left from earlier would be too high */
+		take_lowat_reset(ctx, s); /* a mark left from earlier would be too high */
 }
 
 /*
@@ -261,7 +270,7 @@ static void take_done(zc_ctx *ctx, struct zc_sock *s, struct zc_ck *ck, int res)
 	size_t len = res ? 0 : ck->len;
 	struct zc_event *ev;
 
-	take_lowat_reset(s);
+	take_lowat_reset(ctx, s);
 	s->flags &= ~SF_TAKING;
 	s->take = 0;
 	s->rx_off += len;
@@ -362,20 +371,16 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 			if ((size_t)n == rest)
 				break;
 			/* Short: the socket ran dry, or the pipe ran out of
-			 * slots. Something left: splice() again to tell. On
-			 * a busy connection new segments land meanwhile, and
+			 * slots. Bytes left: splice() again to tell. On a
+			 * busy connection new segments land meanwhile, and
 			 * splicing on would chase them a call each: after
-			 * two tries, wait, but without a low-water mark (the
-			 * pipe may be full: the rest would never fit). Else
-			 * wait for the rest: one wake-up, one splice() per
-			 * cookie. */
+			 * two tries, or with nothing left, wait for the rest
+			 * (one wake-up, one splice() per cookie; a pipe out
+			 * of slots is found by zc_take_recheck()). */
 			pending = sock_queued(s); /* a FIN alone: the next wake */
 			if (pending && probes++ < 2)
 				continue;
-			if (pending)
-				take_lowat_reset(s);
-			else
-				take_lowat(s, rest - (size_t)n);
+			take_lowat(ctx, s, rest - (size_t)n);
 			return 1;
 		} else if (n == 0) { /* end of stream: a short cookie, then EOF */
 			take_done(ctx, s, ck, 0);
@@ -393,7 +398,7 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 				break;
 			if (ck->len && (pending = sock_pending(s)))
 				continue;
-			take_lowat(s, ck->want - ck->len);
+			take_lowat(ctx, s, ck->want - ck->len);
 			return 1;
 		} else if (errno != EINTR) {
 			int err = -errno;
@@ -406,10 +411,48 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 	return 0;
 }
 
+#define TAKE_RECHECK_MS 200
+
+/*
+ * A take waiting with a low-water mark for the rest of its bytes may wait
+ * for bytes its pipe has no slots left for (tiny segments, one fragment
+ * each), and no wake-up comes until the stream ends. So every
+ * TAKE_RECHECK_MS the takes with a mark and bytes queued are stepped
+ * again: a splice() that then moves nothing finds the pipe full and ends
+ * the take. A scan of the sockets, and only while some take has a mark.
+ */
+void zc_take_recheck(zc_ctx *ctx)
+{
+	uint64_t now = zc_now_ms();
+
+	if (now < ctx->take_recheck_at)
+		return;
+	for (uint32_t i = 0; i < ctx->nsocks && ctx->marked_takes; i++) {
+		struct zc_sock *s = ctx->socks[i];
+
+		if (s->kind == SK_CONN && s->lowat && (s->flags & SF_TAKING) &&
+		    sock_queued(s))
+			ctx->ops->take(ctx, s);
+	}
+	ctx->take_recheck_at = now + TAKE_RECHECK_MS;
+}
+
+int zc_take_recheck_due(zc_ctx *ctx, int timeout_ms)
+{
+	uint64_t now = zc_now_ms();
+	int left;
+
+	if (now >= ctx->take_recheck_at)
+		return 0; /* due: a run that does not wait, then the look */
+	left = (int)(ctx->take_recheck_at - now);
+	return timeout_ms < 0 || timeout_ms > left ? left : timeout_ms;
+}
+
 void zc_take_abort(zc_ctx *ctx, struct zc_sock *s)
 {
 	struct zc_ck *ck = zc_ck_get(ctx, s->take);
 
+	set_lowat(ctx, s, 0); /* the socket is closing: no setsockopt() */
 	s->flags &= ~(SF_TAKING | SF_TAKEN_Q);
 	s->take = 0;
 	if (ck)

@@ -429,9 +429,15 @@ ZC_EXPORT int zc_wait(zc_ctx *ctx, struct zc_event *evs, unsigned max, int timeo
 		zc_resume_stalled(ctx);
 		if (ctx->paused_listeners)
 			left = resume_listeners(ctx, left);
+		if (ctx->marked_takes)
+			left = zc_take_recheck_due(ctx, left);
 		err = ctx->ops->run(ctx, left);
 		if (err)
 			return err;
+		/* After the run: a take this ends is then reported before the
+		 * engine's next run resumes receiving into pieces. */
+		if (ctx->marked_takes)
+			zc_take_recheck(ctx);
 		if (timeout_ms == 0) {
 			n = zc_deliver(ctx, evs, max);
 			return n || !ctx->broken ? (int)n : ctx->broken;

@@ -186,6 +186,8 @@ struct zc_ctx {
 	zc_handle *stalled;     /* FIFO of stalled connections */
 	uint32_t st_head, st_len, st_cap;
 	unsigned paused_listeners; /* listeners in accept back-off */
+	unsigned marked_takes;  /* sockets with a take's SO_RCVLOWAT set */
+	uint64_t take_recheck_at; /* zc_take_recheck()'s next look, ms */
 
 	struct zc_cookies ck;
 
@@ -247,6 +249,12 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s);
 /* A take ends with its connection: the cookie goes too, also one whose
  * ZC_EV_TAKEN the application has not been given yet. */
 void zc_take_abort(zc_ctx *ctx, struct zc_sock *s);
+/* Step takes that wait with a low-water mark, every so often (their pipe
+ * may be out of slots); call after an engine run, while
+ * ctx->marked_takes. zc_take_recheck_due(): how long a wait may last so
+ * that the next look is not late, @timeout_ms or less. */
+void zc_take_recheck(zc_ctx *ctx);
+int zc_take_recheck_due(zc_ctx *ctx, int timeout_ms);
 /* zc_wait() hands out the ZC_EV_TAKEN event @ev of @s: the cookie is the
  * application's from now on, or goes if it was freed meanwhile. */
 void zc_taken_delivered(zc_ctx *ctx, struct zc_sock *s, struct zc_event *ev);

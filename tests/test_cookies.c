@@ -819,16 +819,28 @@ static void test_pause(void **state)
 
 /* The peer of the pipe-slot tests: 100-byte segments sent with sendfile()
  * from different pages of a file, so that each is a fragment of its own in
- * the receiver's socket; then, @linger_ms later, the end of its stream.
- * Heap-allocated and with a descriptor of its own, so that a test that
- * fails and leaves early leaves it nothing to trip over. */
+ * the receiver's socket: @nseg at once, @nseg_late once told to go on; then,
+ * @linger_ms later, the end of its stream. Heap-allocated and with a
+ * descriptor of its own, so that a test that fails and leaves early leaves
+ * it nothing to trip over. */
 struct trickle {
 	int fd, file;
-	size_t seg, nseg;
+	size_t seg, nseg, nseg_late;
 	unsigned linger_ms;
-	int sent;  /* set (atomically) once every segment is written */
+	int sent;  /* set (atomically) once the first @nseg are written */
+	int go;    /* set (atomically) by the test: send the late ones */
 	int err;   /* 0, or the errno of a failed sendfile() */
 };
+
+static void trickle_send(struct trickle *t, size_t from, size_t n)
+{
+	for (size_t i = from; i < from + n && !t->err; i++) {
+		off_t at = (off_t)(i % 1024) * 4096;
+
+		if (sendfile(t->fd, t->file, &at, t->seg) != (ssize_t)t->seg)
+			t->err = errno ? errno : EIO;
+	}
+}
 
 static void *trickle_main(void *arg)
 {
@@ -836,13 +848,13 @@ static void *trickle_main(void *arg)
 	int one = 1;
 
 	setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	for (size_t i = 0; i < t->nseg && !t->err; i++) {
-		off_t at = (off_t)(i % 1024) * 4096;
-
-		if (sendfile(t->fd, t->file, &at, t->seg) != (ssize_t)t->seg)
-			t->err = errno ? errno : EIO;
-	}
+	trickle_send(t, 0, t->nseg);
 	__atomic_store_n(&t->sent, 1, __ATOMIC_RELEASE);
+	if (t->nseg_late) {
+		for (int i = 0; i < 10000 && !__atomic_load_n(&t->go, __ATOMIC_ACQUIRE); i++)
+			usleep(1000);
+		trickle_send(t, t->nseg, t->nseg_late);
+	}
 	usleep(t->linger_ms * 1000u);
 	shutdown(t->fd, SHUT_WR);
 	close(t->fd);
@@ -857,11 +869,13 @@ struct trickle_run {
 };
 
 /*
- * @nseg segments of 100 bytes from a peer that waits @linger_ms before it
- * ends its stream, queued while the connection is paused, then taken with
- * takes of ZC_COOKIE_MAX, each started when the last one ended.
+ * @nseg segments of 100 bytes queued while the connection is paused, then
+ * taken with takes of ZC_COOKIE_MAX, each started when the last one ended;
+ * @nseg_late more once the first take has started. The peer ends its
+ * stream @linger_ms after its last segment.
  */
-static struct trickle_run run_trickle(size_t nseg, unsigned linger_ms)
+static struct trickle_run run_trickle(size_t nseg, size_t nseg_late,
+				      unsigned linger_ms)
 {
 	char path[] = "/tmp/zcnet-test-trickle.XXXXXX", page[4096];
 	struct trickle *t = calloc(1, sizeof(*t));
@@ -877,8 +891,9 @@ static struct trickle_run run_trickle(size_t nseg, unsigned linger_ms)
 	assert_non_null(t);
 	t->seg = 100;
 	t->nseg = nseg;
+	t->nseg_late = nseg_late;
 	t->linger_ms = linger_ms;
-	r.total = (uint64_t)t->seg * nseg;
+	r.total = (uint64_t)t->seg * (nseg + nseg_late);
 	t->file = mkstemp(path);
 	assert_true(t->file >= 0);
 	unlink(path);
@@ -899,6 +914,10 @@ static struct trickle_run run_trickle(size_t nseg, unsigned linger_ms)
 
 	t0 = h_now_ms();
 	assert_int_equal(zc_take(ctx, conn, ZC_COOKIE_MAX, &c), 0);
+	if (nseg_late) { /* once the take has spliced what is there */
+		drain_for(ctx, &off, 50, &r.eof);
+		__atomic_store_n(&t->go, 1, __ATOMIC_RELEASE);
+	}
 	while (!r.eof && !h_expired(deadline)) {
 		int n = h_wait(ctx, ev, 8, 50);
 
@@ -945,7 +964,25 @@ static struct trickle_run run_trickle(size_t nseg, unsigned linger_ms)
  */
 static void test_pipe_out_of_slots(void **state)
 {
-	struct trickle_run r = run_trickle(400, 2000);
+	struct trickle_run r = run_trickle(400, 0, 2000);
+
+	assert_int_equal(r.taken, r.total);
+	if (r.first == r.total) /* the kernel merged the fragments */
+		skip();
+	assert_true(r.first_ms < 1000);
+}
+
+/*
+ * The pipe runs out of slots while the take waits: 200 fragments queued,
+ * the take splices them and waits with a low-water mark for the rest of
+ * its 1 MiB; 100 more come, 10,000 bytes, far below the mark and more than
+ * the 56 slots left. No wake-up comes for them until the stream ends (2 s
+ * later); zcnet's periodic look at such takes ends it in a fraction of a
+ * second.
+ */
+static void test_pipe_fills_while_waiting(void **state)
+{
+	struct trickle_run r = run_trickle(200, 100, 2000);
 
 	assert_int_equal(r.taken, r.total);
 	if (r.first == r.total) /* the kernel merged the fragments */
@@ -959,7 +996,7 @@ static void test_pipe_out_of_slots(void **state)
  * empty, with the EOF. */
 static void test_pipe_full_at_eof(void **state)
 {
-	struct trickle_run r = run_trickle(256, 0);
+	struct trickle_run r = run_trickle(256, 0, 0);
 
 	assert_int_equal(r.taken, r.total);
 	if (r.first == r.total && r.ntaken == 1)
@@ -985,6 +1022,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_pause),
 		cmocka_unit_test(test_pipe_out_of_slots),
 		cmocka_unit_test(test_pipe_full_at_eof),
+		cmocka_unit_test(test_pipe_fills_while_waiting),
 	};
 
 	engine = h_setup(argc, argv, true, 300);
