@@ -80,7 +80,9 @@ tmp= tgt= src= pids=() reporting_was=
 reporting=/sys/module/page_reporting/parameters/min_free_ms
 cleanup() {
 	local p i alive
-	[ -n "$reporting_was" ] && echo "$reporting_was" >"$reporting" 2>/dev/null
+	if [ -n "$reporting_was" ] && ! echo "$reporting_was" >"$reporting" 2>/dev/null; then
+		log "could not restore $reporting to $reporting_was"
+	fi
 	for p in "${pids[@]}"; do
 		kill "$p" 2>/dev/null
 	done
@@ -264,12 +266,16 @@ fi
 page_reporting=absent
 if [ -r "$reporting" ]; then
 	page_reporting="on (min_free_ms $(cat "$reporting"))"
-	if [ -n "$hold" ]; then
-		was=$(cat "$reporting")
+	was=$(cat "$reporting")
+	if [ -n "$hold" ] && [ "$was" = 300000 ]; then
+		# Another run holds it and will restore it: leave it alone.
+		page_reporting="held (min_free_ms 300000, by another run)"
+	elif [ -n "$hold" ] && [ -n "$was" ]; then
+		reporting_was=$was # first: an interrupt from here on restores
 		if echo 300000 >"$reporting" 2>/dev/null; then
-			reporting_was=$was
 			page_reporting="held (min_free_ms $was -> 300000 during the runs)"
 		else
+			reporting_was=
 			log "cannot hold page reporting (not root?): figures will swing"
 		fi
 	fi

@@ -413,8 +413,7 @@ disk_md() {
 	ok)
 		echo "\`bench/disk-bench.sh --runs $disk_runs --bytes $disk_bytes --hold-page-reporting --out raw/disk.tsv\`;"
 		echo "throughput as a share of this run's O_DIRECT write bandwidth."
-		sed -n 's/^Free page reporting/Free page reporting/p' "$raw/disk.log" 2>/dev/null
-		echo
+		sed -n '/^Free page reporting/p' "$raw/disk.log" 2>/dev/null
 		echo
 		systems_md "$raw/disk.tsv" "" "$d_limit" "O_DIRECT limit"
 		echo
