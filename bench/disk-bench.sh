@@ -262,7 +262,7 @@ fi
 # touching it again faults on the host. Every upload fills fresh page
 # cache, so whether the previous run's pages were handed back in between
 # decides much of what the copy into the page cache costs: 0.3 or 2 s/GB
-# for the same server. Held back, runs repeat within a few percent.
+# for the same server. Held back, the spread narrows; it does not end.
 page_reporting=absent
 if [ -r "$reporting" ]; then
 	page_reporting="on (min_free_ms $(cat "$reporting"))"
