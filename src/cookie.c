@@ -350,6 +350,7 @@ int zc_take_step(zc_ctx *ctx, struct zc_sock *s)
 	unsigned probes = 0; /* short splices followed up */
 
 	if (!ck) { /* freed under us: cannot happen, zc_cookie_free orphans */
+		take_lowat_reset(ctx, s);
 		s->flags &= ~SF_TAKING;
 		return 0;
 	}

@@ -696,7 +696,9 @@ static void on_take(zc_ctx *ctx, uint64_t ud)
 	if (!s)
 		return;
 	s->eng_bits &= ~TAKE_ARMED;
-	if (s->flags & SF_TAKING)
+	/* A poll left from a take that ended without it (zc_take_recheck())
+	 * must not step a new take whose receive is still being stopped. */
+	if ((s->flags & SF_TAKING) && !(s->flags & SF_RX_ARMED))
 		take_now(ctx, s);
 }
 
