@@ -265,8 +265,8 @@ fi
 # for the same server. Held back, the spread narrows; it does not end.
 page_reporting=absent
 if [ -r "$reporting" ]; then
-	page_reporting="on (min_free_ms $(cat "$reporting"))"
 	was=$(cat "$reporting")
+	page_reporting="on (min_free_ms $was)"
 	if [ -n "$hold" ] && [ "$was" = 300000 ]; then
 		# Another run holds it and will restore it: leave it alone.
 		page_reporting="held (min_free_ms 300000, by another run)"

@@ -189,8 +189,10 @@ void zc_sock_free(zc_ctx *ctx, struct zc_sock *s)
 {
 	if (s->kind == SK_CONN)
 		ctx->st.connections--;
-	if (s->lowat) /* a mark a failed setsockopt() left: uncount it */
+	if (s->lowat) { /* a mark a failed setsockopt() left: uncount it */
 		ctx->marked_takes--;
+		s->lowat = 0;
+	}
 	s->kind = SK_FREE;
 	if (++s->gen == 0) /* a handle is never 0 */
 		s->gen = 1;
